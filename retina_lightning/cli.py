@@ -1,0 +1,205 @@
+"""The ``retina`` command.
+
+``retina fit|validate|test|predict --config configs/<dataset>/<method>.yaml`` is a
+LightningCLI (jsonargparse) with the model and the datamodule in subclass mode, so any config
+can swap the architecture, the loss or the dataset, and every value can be overridden on the
+command line (``--model.init_args.model.init_args.base_channels=16``). Small commands that are
+not a Trainer call live beside it: ``retina data check``.
+
+Run directories: every ``fit`` writes to a new ``<runs_dir>/<experiment>/<timestamp>/``
+(``experiment`` defaults to the config's path below ``configs/``, e.g. ``synthetic/unet``), so
+a run never overwrites an earlier one. ``--ckpt_path best`` / ``last`` in a new process means
+the best / last checkpoint of the latest run of that experiment; ``fit --ckpt_path last``
+resumes that run in place. Evaluation results go to ``<run>/test/`` (``test-2/``... when
+repeated).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+
+from retina_lightning.data.datamodule import RetinaDataModule
+from retina_lightning.tasks.segmentation import SegmentationTask
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class RunDirError(FileNotFoundError):
+    """No run / checkpoint matches what the command line asked for."""
+
+
+def experiment_name(config_paths: list[Any] | None) -> str:
+    """``configs/synthetic/unet.yaml`` -> ``synthetic/unet``; other paths -> their stem."""
+    if not config_paths:
+        return "default"
+    path = Path(str(config_paths[0]))
+    parts = path.with_suffix("").parts
+    if "configs" in parts:
+        i = len(parts) - 1 - parts[::-1].index("configs")
+        return "/".join(parts[i + 1 :])
+    return path.stem
+
+
+def new_run_dir(runs_dir: Path, experiment: str) -> Path:
+    """A fresh ``runs_dir/experiment/<timestamp>[-k]`` that no earlier run uses."""
+    base = runs_dir / experiment / time.strftime("%Y%m%d-%H%M%S")
+    candidate, k = base, 1
+    while candidate.exists():
+        k += 1
+        candidate = base.with_name(f"{base.name}-{k}")
+    candidate.mkdir(parents=True)
+    return candidate
+
+
+def unique_dir(path: Path) -> Path:
+    candidate, k = path, 1
+    while candidate.exists():
+        k += 1
+        candidate = path.with_name(f"{path.name}-{k}")
+    return candidate
+
+
+def resolve_checkpoint(which: str, runs_dir: Path, experiment: str) -> Path:
+    """The ``best`` or ``last`` checkpoint of the latest run of ``experiment`` that has one."""
+    root = runs_dir / experiment
+    runs = sorted((p for p in root.glob("*") if (p / CHECKPOINT_DIR).is_dir()), reverse=True)
+    for run in runs:
+        ckpts = run / CHECKPOINT_DIR
+        if which == "last" and (ckpts / "last.ckpt").is_file():
+            return ckpts / "last.ckpt"
+        if which == "best":
+            best = sorted(ckpts.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
+            if best:
+                return best[-1]
+            if (ckpts / "last.ckpt").is_file():  # no validation monitor: last is best
+                return ckpts / "last.ckpt"
+    raise RunDirError(
+        f"--ckpt_path {which}: no checkpoint found under {root}/*/{CHECKPOINT_DIR}/ "
+        f"(experiment {experiment!r}, runs_dir {str(runs_dir)!r}); train first with "
+        f"`retina fit --config <config>` or pass a checkpoint file"
+    )
+
+
+def run_dir_of(ckpt: Path) -> Path:
+    """``<run>/checkpoints/x.ckpt`` -> ``<run>``; a loose checkpoint -> its folder."""
+    ckpt = ckpt.resolve()
+    return ckpt.parent.parent if ckpt.parent.name == CHECKPOINT_DIR else ckpt.parent
+
+
+class RetinaCLI(LightningCLI):
+    """LightningCLI with run directories, ``best``/``last`` checkpoint names across processes,
+    and checkpointing on validation AUROC."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--experiment",
+            type=str | None,
+            default=None,
+            help="run name; default: the config path below configs/ (e.g. synthetic/unet)",
+        )
+        parser.add_argument("--runs_dir", type=str, default="runs", help="where runs are written")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        cfg = self.config[sub]
+        self.experiment = cfg.get("experiment") or experiment_name(cfg.get("config"))
+        self.runs_dir = Path(cfg.get("runs_dir") or "runs")
+        ckpt = cfg.get("ckpt_path")
+        if ckpt in ("best", "last"):
+            path = resolve_checkpoint(ckpt, self.runs_dir, self.experiment)
+            print(f"[retina] --ckpt_path {ckpt} -> {path}", file=sys.stderr)
+            cfg["ckpt_path"] = str(path)
+        elif ckpt and not Path(ckpt).is_file():
+            raise RunDirError(f"--ckpt_path {ckpt!r}: no such file (or use 'best' / 'last')")
+
+    def before_instantiate_classes(self) -> None:
+        sub = self.subcommand
+        cfg = self.config[sub]
+        ckpt = cfg.get("ckpt_path")
+        if ckpt:
+            self.run_dir = run_dir_of(Path(ckpt))
+        else:
+            self.run_dir = new_run_dir(self.runs_dir, self.experiment)
+        self.save_config_kwargs.setdefault(
+            "config_filename", "config.yaml" if sub == "fit" else f"{sub}_config.yaml"
+        )
+        self.save_config_kwargs.setdefault("overwrite", True)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        trainer_cfg["default_root_dir"] = str(self.run_dir)
+        if trainer_cfg.get("logger") in (None, True):
+            kwargs["logger"] = CSVLogger(save_dir=self.run_dir, name="", version="")
+        callbacks = trainer_cfg.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if self.subcommand == "fit" and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=self.run_dir / CHECKPOINT_DIR,
+                    filename="best-epoch{epoch:03d}-auroc{val/auroc:.4f}",
+                    monitor="val/auroc",
+                    mode="max",
+                    save_last=True,
+                    auto_insert_metric_name=False,
+                )
+            )
+        trainer_cfg["callbacks"] = callbacks
+        return super().instantiate_trainer(**kwargs)
+
+    def after_instantiate_classes(self) -> None:
+        if isinstance(self.model, SegmentationTask) and self.subcommand in ("test", "validate"):
+            self.model.results_dir = unique_dir(self.run_dir / self.subcommand)
+        print(f"[retina] run directory: {self.run_dir}", file=sys.stderr)
+
+
+def _data_main(argv: list[str]) -> int:
+    import argparse
+
+    from retina_lightning.data import DATASETS
+    from retina_lightning.data.check import check_dataset, format_report
+
+    parser = argparse.ArgumentParser(prog="retina data", description="Inspect a dataset folder.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate a folder and print counts, sizes, problems")
+    check.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    check.add_argument("--root", help="dataset folder (not needed for synthetic)")
+    ns = parser.parse_args(argv)
+    dataset = DATASETS[ns.dataset](root=ns.root) if ns.root else DATASETS[ns.dataset]()
+    report = check_dataset(dataset)
+    print(format_report(report))
+    return 1 if getattr(report, "problems", None) else 0
+
+
+def main(args: list[str] | None = None) -> Any:
+    """Entry point of the ``retina`` console script; tests call ``main([...])``."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] == "data":
+        code = _data_main(argv[1:])
+        if args is None:
+            sys.exit(code)
+        return code
+    cli = RetinaCLI(
+        SegmentationTask,
+        RetinaDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args if args is None else argv,
+        seed_everything_default=0,
+        parser_kwargs={"default_env": False},
+    )
+    # the console script passes the return value to sys.exit: only tests get the CLI object
+    return None if args is None else cli
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""RetinaDataModule: any dataset, any split protocol, patches sampled on the device.
+
+``setup()`` reads each split's images once (CPU, uint8). Training batches are *step indices*
+(a DataLoader over ``range(steps_per_epoch)``): ``on_after_batch_transfer`` turns each index
+into ``batch_size`` augmented patches on the batch's device (the GPU when training there),
+following torchgeo's pattern of device-side kornia augmentation. Validation, test and predict
+batches are whole images that are conditioned and normalised on the device; the task runs
+them through whole-image or sliding-window inference.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from lightning import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from retina_lightning.data.base import (
+    DatasetError,
+    OfficialSplit,
+    RetinaDataset,
+    Split,
+    SplitSamples,
+)
+from retina_lightning.data.sampler import PatchSampler, step_seed
+from retina_lightning.data.transforms import Augment, Preprocess, build_augmentation
+from retina_lightning.types import Sample, to_tensor_image
+
+
+def validate_sample(sample: Sample, dataset: str, target: str) -> None:
+    """Reject a sample whose arrays disagree, naming the image."""
+    h, w = sample.shape
+    where = f"{dataset}: image {sample.name!r}"
+    if (
+        sample.image.dtype != np.uint8
+        or sample.image.ndim != 3
+        or sample.image.shape[2] not in (1, 3)
+    ):
+        raise DatasetError(
+            f"{where}: expected an (H, W, 1|3) uint8 image, got {sample.image.dtype} "
+            f"{sample.image.shape}"
+        )
+    label = sample.av if target == "av" else sample.label
+    if label is None:
+        raise DatasetError(
+            f"{where} has no artery/vein labels; use `target: label` or a dataset with A/V maps "
+            "(RITE, RAVIR, SyntheticFundus)"
+        )
+    for name, arr in (
+        ("label", label),
+        ("fov", sample.fov),
+        ("second_observer", sample.second_observer),
+    ):
+        if arr is not None and arr.shape != (h, w):
+            raise DatasetError(
+                f"{where}: {name} has size {arr.shape[:2]} but the image is {(h, w)}; "
+                "the label, FOV mask and image of one sample must have the same size"
+            )
+    if not sample.fov.any():
+        raise DatasetError(f"{where}: the FOV mask is empty")
+
+
+class WholeImages(Dataset):
+    """Whole-image items for validation / test / predict (one image per item)."""
+
+    def __init__(self, samples: list[Sample], target: str) -> None:
+        self.samples = samples
+        self.target = target
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        s = self.samples[index]
+        label = s.av if self.target == "av" else s.label
+        second = s.second_observer
+        return {
+            "image": to_tensor_image(s.image),
+            "label": torch.from_numpy(np.ascontiguousarray(label)),
+            "fov": torch.from_numpy(np.ascontiguousarray(s.fov.astype(bool))),
+            "second": torch.from_numpy(second if second is not None else np.zeros_like(label)),
+            "has_second": second is not None,
+            "index": index,
+            "name": s.name,
+        }
+
+
+class RetinaDataModule(LightningDataModule):
+    """Data of one experiment.
+
+    Args:
+        dataset: a dataset reader (``SyntheticFundus`` when omitted: no download needed).
+        split: the protocol that makes train / val / test (default: the publisher's split
+            with 20 % of the training images held out for validation).
+        target: ``label`` (binary vessel, or optic disc) or ``av`` (0 background, 1 vein,
+            2 artery).
+        preprocess: input conditioning (channels, gamma, CLAHE, normalisation).
+        augment: training augmentations.
+        patch_size: side of the square training patches (after augmentation).
+        batch_size: patches per training step (per process under DDP).
+        steps_per_epoch: training steps per epoch (patches are drawn afresh every step, so an
+            "epoch" is a bookkeeping unit for validation and checkpoints).
+        vessel_fraction: share of patches centred on a vessel pixel.
+        eval_batch_size: whole images per validation / test batch (1 unless all images have
+            the same size).
+        num_workers: DataLoader workers for reading whole images.
+        seed: seed of the patch draws and augmentations.
+    """
+
+    def __init__(
+        self,
+        dataset: RetinaDataset | None = None,
+        split: Split | None = None,
+        target: Literal["label", "av"] = "label",
+        preprocess: Preprocess | None = None,
+        augment: Augment | None = None,
+        patch_size: int = 128,
+        batch_size: int = 16,
+        steps_per_epoch: int = 100,
+        vessel_fraction: float = 0.0,
+        eval_batch_size: int = 1,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if dataset is None:
+            from retina_lightning.data.synthetic import SyntheticFundus
+
+            dataset = SyntheticFundus()
+        self.dataset = dataset
+        self.split = split if split is not None else OfficialSplit(val_fraction=0.2)
+        self.target = target
+        self.preprocess = preprocess if preprocess is not None else Preprocess()
+        self.augment = augment if augment is not None else Augment()
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.vessel_fraction = vessel_fraction
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.samples: SplitSamples | None = None
+        self._augmentation = build_augmentation(self.augment, self.preprocess.out_channels)
+        self._sampler: PatchSampler | None = None
+        self._train_stats: tuple[Tensor, Tensor] | None = None
+        self._dataset_stats: tuple[Tensor, Tensor] | None = None
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def in_channels(self) -> int:
+        return self.preprocess.out_channels
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.samples is not None:
+            return
+        samples = self.split(self.dataset)
+        if not samples.train and stage in ("fit", None):
+            raise DatasetError(f"{self.dataset.name}: the split gave no training images")
+        if not samples.val and samples.train:
+            rank_zero_warn(
+                "the split holds out no validation images: validation (checkpoint choice and the "
+                "ROC-optimal threshold) uses the training images"
+            )
+            samples.val = list(samples.train)
+        for s in (*samples.train, *samples.val, *samples.test):
+            validate_sample(s, self.dataset.name, self.target)
+        smallest = min((min(s.shape) for s in samples.train), default=None)
+        if smallest is not None and self.patch_size > smallest:
+            raise DatasetError(
+                f"patch_size {self.patch_size} is larger than the smallest training image "
+                f"({smallest} px on its short side) of {self.dataset.name}; set "
+                f"data.init_args.patch_size <= {smallest}"
+            )
+        self.samples = samples
+        rank_zero_info(
+            f"{self.dataset.name}: {len(samples.train)} train / {len(samples.val)} val / "
+            f"{len(samples.test)} test images"
+        )
+
+    def _require(self) -> SplitSamples:
+        if self.samples is None:
+            self.setup()
+        assert self.samples is not None
+        return self.samples
+
+    # ------------------------------------------------------------- dataloaders
+    def train_dataloader(self) -> DataLoader:
+        # A step index per batch: the patches themselves are made on the device.
+        return DataLoader(range(self.steps_per_epoch), batch_size=1, shuffle=False)
+
+    def _whole(self, samples: list[Sample]) -> DataLoader:
+        return DataLoader(
+            WholeImages(samples, self.target),
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self._whole(self._require().val)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._whole(self._require().test)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._whole(self._require().test)
+
+    # ---------------------------------------------------------- device side
+    def _stack_train(self, device: torch.device) -> PatchSampler:
+        samples = self._require().train
+        h = max(s.shape[0] for s in samples)
+        w = max(s.shape[1] for s in samples)
+        c = max(s.image.shape[2] for s in samples)
+        images = torch.zeros(len(samples), c, h, w, dtype=torch.uint8)
+        labels = torch.zeros(len(samples), h, w, dtype=torch.uint8)
+        fovs = torch.zeros(len(samples), h, w, dtype=torch.bool)
+        for i, s in enumerate(samples):
+            sh, sw = s.shape
+            images[i, :, :sh, :sw] = to_tensor_image(s.image)
+            labels[i, :sh, :sw] = torch.from_numpy(s.av if self.target == "av" else s.label)
+            fovs[i, :sh, :sw] = torch.from_numpy(s.fov.astype(bool))
+        images, labels, fovs = images.to(device), labels.to(device), fovs.to(device)
+        conditioned = self.preprocess.condition(images)
+        mean, std = self.preprocess.fov_stats(conditioned, fovs)
+        self._train_stats = (mean, std)
+        n = fovs.sum((1, 2)).view(-1, 1, 1, 1).double()
+        ds_mean = (mean.double() * n).sum(0, keepdim=True) / n.sum()
+        ds_var = ((std.double() ** 2 + (mean.double() - ds_mean) ** 2) * n).sum(0, keepdim=True)
+        self._dataset_stats = (ds_mean.float(), (ds_var / n.sum()).sqrt().float())
+        window = self.augment.context(self.patch_size)
+        return PatchSampler(conditioned, labels, fovs, window, self.vessel_fraction)
+
+    def dataset_stats(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Mean / std of the conditioned training images inside their FOVs."""
+        if self._dataset_stats is None:
+            self._sampler = self._stack_train(device)
+        assert self._dataset_stats is not None
+        return self._dataset_stats[0].to(device), self._dataset_stats[1].to(device)
+
+    def _stats_for(
+        self, images: Tensor, fov: Tensor, source: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        if self.preprocess.normalize == "dataset":
+            mean, std = self.dataset_stats(images.device)
+            return mean.expand(images.shape[0], -1, -1, -1), std.expand(images.shape[0], -1, -1, -1)
+        if source is not None and self._train_stats is not None:
+            return self._train_stats[0][source], self._train_stats[1][source]
+        return self.preprocess.fov_stats(images, fov)
+
+    def training_patches(self, step: int, device: torch.device) -> dict[str, Tensor]:
+        """The patches of training step ``step`` (deterministic given seed, rank, epoch)."""
+        if self._sampler is None or self._sampler.device != device:
+            self._sampler = self._stack_train(device)
+        trainer = self.trainer
+        epoch = trainer.current_epoch if trainer is not None else 0
+        rank = trainer.global_rank if trainer is not None else 0
+        seed = step_seed(self.seed, rank, epoch, step)
+        image, label, fov, source = self._sampler.sample(self.batch_size, seed)
+        x = image.float() / 255.0
+        if self._augmentation is not None:
+            devices = [device] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed)
+                x, y, m = self._augmentation(x, label[:, None].float(), fov[:, None].float())
+            label, fov = y[:, 0].round().long(), m[:, 0] > 0.5
+        if x.shape[-1] != self.patch_size:  # centre crop of the context window
+            o = (x.shape[-1] - self.patch_size) // 2
+            sl = slice(o, o + self.patch_size)
+            x, label, fov = x[..., sl, sl], label[..., sl, sl], fov[..., sl, sl]
+        mean, std = self._stats_for(image, fov, source)
+        if self.preprocess.normalize != "none":
+            x = (x - mean) / std
+        return {"image": x.contiguous(), "label": label.long(), "fov": fov.contiguous()}
+
+    def prepare_whole(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Condition and normalise a whole-image batch on its device."""
+        conditioned = self.preprocess.condition(batch["image"])
+        fov = batch["fov"].bool()
+        mean, std = self._stats_for(conditioned, fov, None)
+        batch = dict(batch)
+        batch["raw"] = batch["image"]
+        batch["image"] = self.preprocess.normalise(conditioned, mean, std)
+        batch["label"] = batch["label"].long()
+        batch["fov"] = fov
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            step = int(batch.reshape(-1)[0]) if isinstance(batch, Tensor) else int(batch[0])
+            return self.training_patches(step, batch.device)
+        return self.prepare_whole(batch)

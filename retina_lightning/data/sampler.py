@@ -1,0 +1,110 @@
+"""Training patches cut on the device from whole images kept there.
+
+The training images live on the device as one padded uint8 stack; every step draws patch
+centres inside the FOV (optionally a share of them on vessel pixels, since vessels cover only
+~12 % of a fundus, 002 section IV-A) and gathers the windows with one advanced-indexing op, so
+the CPU never touches a patch. Draws use a ``torch.Generator`` seeded from (seed, rank, epoch,
+step): the same seed gives the same patches, different ranks get different patches.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def step_seed(seed: int, rank: int, epoch: int, step: int) -> int:
+    """A well-mixed 63-bit seed from the four integers (splitmix64 finaliser)."""
+    x = (seed * 0x9E3779B97F4A7C15 + rank * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = (x + epoch * 0x94D049BB133111EB + step * 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 31
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+class PatchSampler:
+    """Cuts ``window``-sized patches centred inside the FOV of a stack of images.
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 images (zero-padded to a common size).
+        labels: ``(N, H, W)`` uint8 targets.
+        fovs: ``(N, H, W)`` bool FOV masks (False in the padding).
+        window: side of the square window cut around each centre.
+        vessel_fraction: share of centres drawn on foreground (label > 0) pixels; the rest
+            are uniform inside the FOV.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        fovs: Tensor,
+        window: int,
+        vessel_fraction: float = 0.0,
+    ) -> None:
+        if not 0.0 <= vessel_fraction <= 1.0:
+            raise ValueError(f"vessel_fraction must be in [0, 1], got {vessel_fraction}")
+        self.window = window
+        self.margin = window // 2 + 1
+        self.vessel_fraction = vessel_fraction
+        pad = (self.margin, self.margin, self.margin, self.margin)
+        self.images = torch.nn.functional.pad(images, pad)
+        self.labels = torch.nn.functional.pad(labels, pad)
+        self.fovs = torch.nn.functional.pad(fovs, pad)
+        self.height, self.width = images.shape[-2:]
+        self._offsets = torch.arange(window, device=images.device) - window // 2
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def _draw(self, n: int, mask: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """Rejection sampling of ``n`` (image, y, x) uniformly over the True pixels of ``mask``
+        per image (images chosen uniformly): memory-free, unlike a list of all FOV indices."""
+        found: list[Tensor] = []
+        total = 0
+        num_images = mask.shape[0]
+        for _ in range(64):
+            k = max(4 * (n - total), 64)
+            idx = torch.randint(num_images, (k,), generator=gen, device=self.device)
+            y = torch.randint(self.height, (k,), generator=gen, device=self.device)
+            x = torch.randint(self.width, (k,), generator=gen, device=self.device)
+            ok = mask[idx, y + self.margin, x + self.margin]
+            found.append(torch.stack([idx, y, x], 1)[ok])
+            total += int(ok.sum())
+            if total >= n:
+                break
+        else:
+            raise RuntimeError("could not draw patch centres: the FOV (or vessel) masks are empty")
+        out = torch.cat(found)[:n]
+        return out[:, 0], out[:, 1], out[:, 2]
+
+    def centres(self, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` patch centres: ``round(n * vessel_fraction)`` on vessels, the rest in the FOV."""
+        n_vessel = round(n * self.vessel_fraction)
+        parts = []
+        if n_vessel:
+            parts.append(self._draw(n_vessel, (self.labels > 0) & self.fovs, gen))
+        if n - n_vessel:
+            parts.append(self._draw(n - n_vessel, self.fovs, gen))
+        idx, y, x = (torch.cat(p) for p in zip(*parts))
+        return idx, y, x
+
+    def cut(self, idx: Tensor, y: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Gather windows centred at (y, x) of images ``idx``: image ``(n, C, w, w)`` uint8,
+        label ``(n, w, w)``, fov ``(n, w, w)``; outside the image the window is zero / no-FOV."""
+        rows = (y + self.margin)[:, None] + self._offsets  # (n, w)
+        cols = (x + self.margin)[:, None] + self._offsets
+        r, c, i = rows[:, :, None], cols[:, None, :], idx[:, None, None]
+        image = self.images[i, :, r, c].permute(0, 3, 1, 2)  # advanced dims first: (n, w, w, C)
+        return image.contiguous(), self.labels[i, r, c], self.fovs[i, r, c]
+
+    def sample(self, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Draw and cut ``n`` patches: (image, label, fov, source image index)."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed)
+        idx, y, x = self.centres(n, gen)
+        return (*self.cut(idx, y, x), idx)

@@ -1,0 +1,212 @@
+"""Pixel metrics of vessel segmentation, computed inside the field of view (FOV).
+
+One definition of every number the suite reports, shared by validation, test, per-image rows,
+the human-baseline row and the leaderboard:
+
+* threshold-free: AUROC and average precision (AUPRC) over the pooled FOV pixels, exact
+  (every pixel kept, torchmetrics' functional ROC/AP) or binned (a ``bins``-bucket histogram,
+  memory independent of the number of pixels: for HRF-size test sets);
+* at a threshold ``t`` (a pixel is vessel when ``p >= t``): sensitivity (Se, recall),
+  specificity (Sp), accuracy (Acc), precision, F1 (= Dice on binary maps) and Jaccard, from
+  the confusion counts (:func:`confusion_metrics`);
+* the operating point: 0.5, and the optimum of Youden's J = Se + Sp - 1 on the ROC curve,
+  chosen on validation images and applied unchanged to the test images (as DPN, 002 section
+  IV-B, picks "the optimal operating point of the ROC curve"; choosing it on the test set
+  itself would leak the answer).
+
+:class:`PooledBinaryMetrics` is a ``torchmetrics.Metric``: its states are ``cat`` (exact) or
+``sum`` (binned) reduced, so DDP gathers the pixels of every rank before computing, and the
+result does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchmetrics
+from torch import Tensor
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    binary_average_precision,
+    binary_roc,
+)
+
+#: Threshold-dependent metric names, in report order.
+CONFUSION_METRICS = ("se", "sp", "acc", "precision", "f1", "jaccard")
+
+
+def select_fov(prob: Tensor, target: Tensor, fov: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Flatten ``prob`` and ``target`` to the pixels inside ``fov`` (all pixels when ``None``)."""
+    if prob.shape != target.shape:
+        raise ValueError(f"prob {tuple(prob.shape)} and target {tuple(target.shape)} differ")
+    if fov is None:
+        return prob.reshape(-1), target.reshape(-1)
+    if fov.shape != prob.shape:
+        raise ValueError(f"fov {tuple(fov.shape)} does not match prob {tuple(prob.shape)}")
+    fov = fov.bool()
+    return prob[fov], target[fov]
+
+
+def confusion_metrics(tp: float, fp: float, tn: float, fn: float) -> dict[str, float]:
+    """Se, Sp, Acc, precision, F1, Jaccard from confusion counts.
+
+    Se = TP/(TP+FN), Sp = TN/(TN+FP), Acc = (TP+TN)/(TP+FP+TN+FN), Pr = TP/(TP+FP),
+    F1 = 2TP/(2TP+FP+FN), Jaccard = TP/(TP+FP+FN). A ratio whose denominator is 0 is NaN
+    (e.g. Se of an image with no vessel), never silently 0 or 1.
+    """
+
+    def ratio(a: float, b: float) -> float:
+        return float(a) / float(b) if b > 0 else math.nan
+
+    return {
+        "se": ratio(tp, tp + fn),
+        "sp": ratio(tn, tn + fp),
+        "acc": ratio(tp + tn, tp + fp + tn + fn),
+        "precision": ratio(tp, tp + fp),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "jaccard": ratio(tp, tp + fp + fn),
+    }
+
+
+def counts_at(prob: Tensor, target: Tensor, threshold: float) -> tuple[int, int, int, int]:
+    """(TP, FP, TN, FN) of flat ``prob`` against flat binary ``target`` at ``prob >= threshold``."""
+    pred = prob >= threshold
+    truth = target.bool()
+    tp = int((pred & truth).sum())
+    fp = int((pred & ~truth).sum())
+    fn = int((~pred & truth).sum())
+    return tp, fp, int(truth.numel()) - tp - fp - fn, fn
+
+
+def youden_threshold(fpr: Tensor, tpr: Tensor, thresholds: Tensor) -> float:
+    """The threshold maximising Youden's J = TPR - FPR (the ROC point farthest above chance)."""
+    j = tpr - fpr
+    best = int(torch.argmax(j))
+    return float(thresholds[best].clamp(0.0, 1.0))
+
+
+def image_metrics(
+    prob: Tensor, target: Tensor, fov: Tensor | None, thresholds: dict[str, float]
+) -> dict[str, float]:
+    """Metrics of one image: AUROC, AP, and the confusion metrics at each named threshold
+    (keys ``f"{metric}@{name}"``, e.g. ``f1@0.5``, ``f1@opt``)."""
+    p, t = select_fov(prob.float(), target, fov)
+    t = t.long()
+    row: dict[str, float] = {}
+    has_both = bool(t.any()) and not bool(t.all())
+    row["auroc"] = float(binary_auroc(p, t)) if has_both else math.nan
+    row["auprc"] = float(binary_average_precision(p, t)) if has_both else math.nan
+    for name, thr in thresholds.items():
+        for key, value in confusion_metrics(*counts_at(p, t, thr)).items():
+            row[f"{key}@{name}"] = value
+    return row
+
+
+class PooledBinaryMetrics(torchmetrics.Metric):
+    """AUROC, AUPRC, ROC curve and confusion metrics pooled over every FOV pixel seen.
+
+    Args:
+        bins: ``None`` keeps every pixel (exact, as the papers compute); an integer bins the
+            probabilities into that many equal-width buckets on [0, 1] (memory O(bins); the
+            AUROC error is below 1e-3 for ``bins >= 1000``).
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, bins: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if bins is not None and bins < 10:
+            raise ValueError(f"bins must be None (exact) or >= 10, got {bins}")
+        self.bins = bins
+        if bins is None:
+            self.add_state("probs", default=[], dist_reduce_fx="cat")
+            self.add_state("targets", default=[], dist_reduce_fx="cat")
+        else:
+            self.add_state(
+                "hist", default=torch.zeros(2, bins, dtype=torch.long), dist_reduce_fx="sum"
+            )
+
+    def update(self, prob: Tensor, target: Tensor, fov: Tensor | None = None) -> None:
+        p, t = select_fov(prob.detach().float(), target, fov)
+        if self.bins is None:
+            self.probs.append(p)
+            self.targets.append(t.to(torch.uint8))
+        else:
+            idx = (p.clamp(0, 1) * (self.bins - 1)).round().long() + self.bins * t.long()
+            self.hist += torch.bincount(idx, minlength=2 * self.bins).view(2, self.bins)
+
+    def _flat(self) -> tuple[Tensor, Tensor]:
+        probs = torchmetrics.utilities.dim_zero_cat(self.probs)
+        targets = torchmetrics.utilities.dim_zero_cat(self.targets).long()
+        return probs, targets
+
+    def roc(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(fpr, tpr, thresholds), thresholds decreasing."""
+        if self.bins is None:
+            return binary_roc(*self._flat())
+        neg, pos = self.hist.double()
+        # pixels with p >= bin k's centre: cumulative sums from the top bin down
+        tp = pos.flip(0).cumsum(0)
+        fp = neg.flip(0).cumsum(0)
+        centres = torch.linspace(1.0, 0.0, self.bins, device=tp.device, dtype=torch.double)
+        zero = torch.zeros(1, device=tp.device, dtype=torch.double)
+        fpr = torch.cat([zero, fp / fp[-1].clamp_min(1)])
+        tpr = torch.cat([zero, tp / tp[-1].clamp_min(1)])
+        thresholds = torch.cat([zero + 1.0, centres])
+        return fpr.float(), tpr.float(), thresholds.float()
+
+    def counts(self, threshold: float) -> tuple[int, int, int, int]:
+        if self.bins is None:
+            return counts_at(*self._flat(), threshold)
+        neg, pos = self.hist
+        first = math.ceil(threshold * (self.bins - 1) - 1e-9)  # bins whose centre is >= t
+        tp, fp = int(pos[first:].sum()), int(neg[first:].sum())
+        fn, tn = int(pos.sum()) - tp, int(neg.sum()) - fp
+        return tp, fp, tn, fn
+
+    def compute(self) -> dict[str, Tensor]:
+        """AUROC and AUPRC (the threshold-free metrics) as tensors, for logging."""
+        if self.bins is None:
+            probs, targets = self._flat()
+            return {
+                "auroc": binary_auroc(probs, targets),
+                "auprc": binary_average_precision(probs, targets),
+            }
+        fpr, tpr, _ = self.roc()
+        neg, pos = self.hist.double()
+        tp = pos.flip(0).cumsum(0)
+        fp = neg.flip(0).cumsum(0)
+        precision = tp / (tp + fp).clamp_min(1)
+        recall = tp / tp[-1].clamp_min(1)
+        ap = torch.sum(torch.diff(torch.cat([recall.new_zeros(1), recall])) * precision)
+        return {"auroc": torch.trapezoid(tpr, fpr), "auprc": ap.float()}
+
+    def report(self, thresholds: dict[str, float]) -> dict[str, float]:
+        """Every pooled metric as floats: ``auroc``, ``auprc`` and ``f"{m}@{name}"``."""
+        out = {k: float(v) for k, v in self.compute().items()}
+        for name, thr in thresholds.items():
+            for key, value in confusion_metrics(*self.counts(thr)).items():
+                out[f"{key}@{name}"] = value
+        return out
+
+    def optimal_threshold(self) -> float:
+        """Youden's J optimum of the pooled ROC curve."""
+        return youden_threshold(*self.roc())
+
+
+def summarize_rows(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """Mean and sample standard deviation over images of every numeric column (NaNs skipped)."""
+    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))] if rows else []
+    out = {}
+    for key in keys:
+        values = torch.tensor([r[key] for r in rows], dtype=torch.double)
+        values = values[~torch.isnan(values)]
+        if values.numel() == 0:
+            out[key] = (math.nan, math.nan)
+            continue
+        std = float(values.std()) if values.numel() > 1 else 0.0
+        out[key] = (float(values.mean()), std)
+    return out

@@ -1,0 +1,292 @@
+"""SegmentationTask: one LightningModule for every architecture and loss of the suite.
+
+The task is glue: the model (any ``nn.Module``, by config), the loss (a pixel loss or an
+output loss that sees deep-supervision / reconstruction outputs, :mod:`retina_lightning.losses`),
+the inference mode (:class:`~retina_lightning.inference.Inferer`) and the FOV-masked metrics
+(:mod:`retina_lightning.metrics`). Whatever a model returns is normalised once by
+:func:`~retina_lightning.types.as_output`.
+
+Thresholds follow the a-priori protocol: the ROC-optimal (Youden) threshold is chosen on the
+validation images at every validation epoch and kept in the ``threshold`` buffer, so it travels
+inside the checkpoint and is applied unchanged to the test images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning import LightningModule
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+
+from retina_lightning.inference import Inferer
+from retina_lightning.losses import BCELoss, CrossEntropyLoss, compute_loss
+from retina_lightning.metrics import (
+    CONFUSION_METRICS,
+    PooledBinaryMetrics,
+    confusion_metrics,
+    counts_at,
+    image_metrics,
+    select_fov,
+    summarize_rows,
+)
+from retina_lightning.types import as_output
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def vessel_probability(probs: Tensor) -> Tensor:
+    """``(B, K, H, W)`` probabilities -> ``(B, H, W)`` probability of "vessel": the sigmoid
+    output for ``K = 1``, one minus the background probability for ``K > 1``."""
+    return probs[:, 0] if probs.shape[1] == 1 else 1.0 - probs[:, 0]
+
+
+class SegmentationTask(LightningModule):
+    """Train and evaluate any segmentation model with any loss.
+
+    Args:
+        model: the network (``retina_lightning.models.*`` or any ``nn.Module`` returning
+            logits or a :class:`~retina_lightning.types.SegOutput`).
+        loss: pixel or output loss; default BCE for one output channel, CE for several.
+        inferer: how validation / test / predict images go through the model (whole image
+            by default; sliding window and flips are options).
+        threshold: fix the "opt" operating point instead of choosing it on validation.
+        auroc_bins: ``None`` for exact AUROC/AUPRC over every FOV pixel; an integer to bin
+            probabilities (bounded memory for large test sets such as HRF).
+        connectivity: compute IterNet's connectivity per test image (scikit-image, CPU).
+        lr: Adam learning rate used when the config gives no ``optimizer``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module | None = None,
+        inferer: Inferer | None = None,
+        threshold: float | None = None,
+        auroc_bins: int | None = None,
+        connectivity: bool = True,
+        lr: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        # Under LightningCLI the parsed config is saved (so load_from_checkpoint rebuilds the
+        # model); used directly from Python, module arguments are not hyper-parameters.
+        given = _given_hyperparameters.get() is not None
+        self.save_hyperparameters(ignore=None if given else ["model", "loss", "inferer"])
+        self.model = model
+        self.num_classes = self._infer_num_classes(model)
+        self.loss = (
+            loss
+            if loss is not None
+            else (BCELoss() if self.num_classes == 1 else CrossEntropyLoss())
+        )
+        self.inferer = inferer if inferer is not None else Inferer()
+        self.fixed_threshold = threshold
+        self.auroc_bins = auroc_bins
+        self.connectivity = connectivity
+        self.lr = lr
+        self.register_buffer("threshold", torch.tensor(0.5 if threshold is None else threshold))
+        self.val_metrics = PooledBinaryMetrics(bins=auroc_bins)
+        self.test_metrics = PooledBinaryMetrics(bins=auroc_bins)
+        self.results_dir: Path | None = None
+        self.test_report: dict[str, Any] | None = None
+        self._rows: list[dict[str, Any]] = []
+        self._second_counts = np.zeros(4, dtype=np.int64)
+
+    @staticmethod
+    def _infer_num_classes(model: nn.Module) -> int:
+        n = getattr(model, "num_classes", None)
+        if isinstance(n, int):
+            return n
+        for attr in ("classes", "out_channels"):
+            n = getattr(model, attr, None)
+            if isinstance(n, int):
+                return n
+        return 1
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def forward(self, x: Tensor) -> Any:
+        return self.model(x)
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+    # ---------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        output = as_output(self.model(batch["image"]))
+        loss = compute_loss(self.loss, output, batch["label"], batch["fov"], batch["image"])
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, global step "
+                f"{self.global_step}: lower the learning rate, check the inputs for NaNs, or use "
+                "trainer.gradient_clip_val"
+            )
+        bs = batch["image"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for name, value in getattr(self.loss, "components", {}).items():
+            self.log(f"train/loss_{name}", value, batch_size=bs)
+        return loss
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        expected = getattr(datamodule, "in_channels", None)
+        first = next((m for m in self.model.modules() if isinstance(m, nn.Conv2d)), None)
+        if expected is not None and first is not None and first.in_channels != expected:
+            raise ValueError(
+                f"the model's first convolution takes {first.in_channels} input channels but the "
+                f"data gives {expected} (preprocess.channels={datamodule.preprocess.channels!r}); "
+                f"set model.init_args.model.init_args.in_channels: {expected}, or change "
+                "data.init_args.preprocess.channels"
+            )
+
+    def on_fit_start(self) -> None:
+        self.log_params()
+
+    def log_params(self) -> None:
+        for logger in self.loggers:
+            logger.log_hyperparams({"num_parameters": self.num_parameters})
+
+    # -------------------------------------------------------------- evaluation
+    def predict_probs(self, image: Tensor) -> Tensor:
+        """``(B, K, H, W)`` probabilities of the model's main output for whole images."""
+        return self.inferer(self.model, image)
+
+    def _binary(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+        probs = self.predict_probs(batch["image"])
+        target = batch["label"] if self.num_classes == 1 else (batch["label"] > 0).long()
+        return vessel_probability(probs), target, batch["fov"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        prob, target, fov = self._binary(batch)
+        self.val_metrics.update(prob, target, fov)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.fixed_threshold is None:
+            self.threshold.fill_(self.val_metrics.optimal_threshold())
+        report = self.val_metrics.report({"0.5": 0.5, "opt": float(self.threshold)})
+        self.val_metrics.reset()
+        for key in ("auroc", "auprc", "f1@0.5", "f1@opt", "acc@opt"):
+            self.log(f"val/{key}", report[key], prog_bar=key in ("auroc", "f1@opt"))
+        self.log("val/threshold", self.threshold)
+
+    def on_test_epoch_start(self) -> None:
+        self._rows = []
+        self._second_counts[:] = 0
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        prob, target, fov = self._binary(batch)
+        self.test_metrics.update(prob, target, fov)
+        thresholds = {"0.5": 0.5, "opt": float(self.threshold)}
+        for i in range(prob.shape[0]):
+            row: dict[str, Any] = {"image": batch["name"][i]}
+            row.update(image_metrics(prob[i], target[i], fov[i], thresholds))
+            if self.connectivity:
+                row["connectivity"] = self._connectivity(prob[i], target[i], fov[i])
+            self._rows.append(row)
+            if bool(batch["has_second"][i]):
+                p, t = select_fov(batch["second"][i].float(), target[i], fov[i])
+                self._second_counts += np.array(counts_at(p, t, 0.5))
+
+    @staticmethod
+    def _connectivity(prob: Tensor, target: Tensor, fov: Tensor) -> float:
+        from retina_lightning.measure import connectivity_curve
+
+        _, _, area = connectivity_curve(
+            prob.float().cpu().numpy(), target.cpu().numpy() > 0, fov.cpu().numpy()
+        )
+        return float(area)
+
+    def on_test_epoch_end(self) -> None:
+        thresholds = {"0.5": 0.5, "opt": float(self.threshold)}
+        pooled = self.test_metrics.report(thresholds)
+        self.test_metrics.reset()
+        per_image = summarize_rows(self._rows)
+        report: dict[str, Any] = {
+            "model": type(self.model).__name__,
+            "num_parameters": self.num_parameters,
+            "thresholds": thresholds,
+            "num_images": len(self._rows),
+            "pooled": pooled,
+            "per_image_mean": {k: v[0] for k, v in per_image.items()},
+            "per_image_std": {k: v[1] for k, v in per_image.items()},
+        }
+        if self._second_counts.sum():
+            report["second_observer"] = confusion_metrics(*self._second_counts.tolist())
+        self.test_report = report
+        for key in ("auroc", "auprc", *(f"{m}@{t}" for t in thresholds for m in CONFUSION_METRICS)):
+            self.log(f"test/{key}", pooled[key])
+        if "connectivity" in report["per_image_mean"]:
+            self.log("test/connectivity", report["per_image_mean"]["connectivity"])
+        if self.trainer.is_global_zero:
+            self._write_report(report)
+            rank_zero_info(format_report(report))
+
+    def _write_report(self, report: dict[str, Any]) -> None:
+        out = self.results_dir or Path(self.trainer.default_root_dir) / "test"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=True))
+        if self._rows:
+            keys = list(self._rows[0])
+            lines = [",".join(keys)]
+            for row in self._rows:
+                lines.append(",".join(_fmt_csv(row[k]) for k in keys))
+            (out / "per_image.csv").write_text("\n".join(lines) + "\n")
+        rank_zero_info(f"test results written to {out}")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        probs = self.predict_probs(batch["image"])
+        return {"name": batch["name"], "prob": probs.cpu(), "fov": batch["fov"].cpu()}
+
+
+def _fmt_csv(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6f}"
+    return str(value)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The test summary as a fixed-width table (pooled over pixels, and mean +- std over
+    images), with the second human observer as a row when the dataset has one."""
+    cols = ("auroc", "auprc", *CONFUSION_METRICS)
+    head = f"{'':28s}" + "".join(f"{c:>16s}" for c in cols)
+    lines = [
+        f"{report['model']} ({report['num_parameters']:,} parameters), "
+        f"{report['num_images']} test images, thresholds 0.5 and opt="
+        f"{report['thresholds']['opt']:.4f} (chosen on validation)",
+        head,
+    ]
+
+    def cell(v: float | None, s: float | None = None) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return f"{'-':>16s}"
+        return f"{v:>7.4f} +- {s:<5.3f}" if s is not None else f"{v:>16.4f}"
+
+    pooled, mean, std = report["pooled"], report["per_image_mean"], report["per_image_std"]
+    for t in ("0.5", "opt"):
+        lines.append(
+            f"{'pooled @' + t:28s}"
+            + "".join(cell(pooled.get(c if c in ("auroc", "auprc") else f"{c}@{t}")) for c in cols)
+        )
+    for t in ("0.5", "opt"):
+        keys = [c if c in ("auroc", "auprc") else f"{c}@{t}" for c in cols]
+        lines.append(
+            f"{'per image @' + t:28s}" + "".join(cell(mean.get(k), std.get(k)) for k in keys)
+        )
+    if "connectivity" in mean:
+        lines.append(
+            f"{'connectivity (per image)':28s}{cell(mean['connectivity'], std['connectivity'])}"
+        )
+    if "second_observer" in report:
+        so = report["second_observer"]
+        lines.append(f"{'2nd observer (human)':28s}" + "".join(cell(so.get(c)) for c in cols))
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""The device-side patch sampler and the datamodule's training / evaluation batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from retina_lightning.data.base import DatasetError
+from retina_lightning.data.sampler import PatchSampler, step_seed
+from retina_lightning.data.transforms import Augment
+
+
+def _stack(n=3, h=40, w=50):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, h, w), generator=g, dtype=torch.uint8)
+    labels = (torch.rand(n, h, w, generator=g) < 0.1).to(torch.uint8)
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    fov = ((yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.5) ** 2).expand(n, h, w)
+    return images, labels, fov.clone()
+
+
+def test_patches_are_the_windows_around_centres_inside_the_fov():
+    images, labels, fovs = _stack()
+    sampler = PatchSampler(images, labels, fovs, window=9)
+    gen = torch.Generator().manual_seed(1)
+    idx, y, x = sampler.centres(200, gen)
+    assert fovs[idx, y, x].all()
+    image, label, fov = sampler.cut(idx, y, x)
+    assert image.shape == (200, 3, 9, 9) and label.shape == fov.shape == (200, 9, 9)
+    for k in range(0, 200, 37):  # compare with plain slicing where the window is inside
+        i, cy, cx = int(idx[k]), int(y[k]), int(x[k])
+        if 4 <= cy < 36 and 4 <= cx < 46:
+            assert torch.equal(image[k], images[i, :, cy - 4 : cy + 5, cx - 4 : cx + 5])
+            assert torch.equal(label[k], labels[i, cy - 4 : cy + 5, cx - 4 : cx + 5])
+
+
+def test_outside_the_image_is_zero_and_not_fov():
+    images, labels, fovs = _stack(n=1, h=10, w=10)
+    fovs[:] = True
+    sampler = PatchSampler(images, labels, fovs, window=7)
+    image, _, fov = sampler.cut(torch.tensor([0]), torch.tensor([0]), torch.tensor([0]))
+    assert not fov[0, :3].any() and not fov[0, :, :3].any() and fov[0, 3:, 3:].all()
+    assert (image[0, :, :3] == 0).all()
+
+
+def test_same_seed_same_patches_and_vessel_oversampling():
+    images, labels, fovs = _stack()
+    sampler = PatchSampler(images, labels, fovs, window=8, vessel_fraction=0.5)
+    a, b = sampler.sample(64, seed=7), sampler.sample(64, seed=7)
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+    assert not torch.equal(sampler.sample(64, seed=8)[0], a[0])
+    idx, y, x = sampler.centres(400, torch.Generator().manual_seed(0))
+    on_vessel = labels[idx, y, x].float().mean()
+    assert on_vessel > 0.5  # half forced onto vessels + ~10 % of the uniform half
+
+
+def test_step_seeds_differ_by_rank_epoch_step():
+    seeds = {step_seed(0, r, e, s) for r in range(2) for e in range(3) for s in range(5)}
+    assert len(seeds) == 30
+    assert step_seed(1, 0, 0, 0) == step_seed(1, 0, 0, 0)
+
+
+def test_datamodule_training_patches(tiny_datamodule):
+    dm = tiny_datamodule(augment=Augment(rotation=30.0), vessel_fraction=0.25)
+    dm.setup("fit")
+    batch = dm.training_patches(0, torch.device("cpu"))
+    assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].dtype == torch.float32
+    assert batch["label"].shape == (4, 32, 32)
+    assert set(batch["label"].unique().tolist()) <= {0, 1}  # nearest resampling keeps labels binary
+    assert batch["fov"].dtype == torch.bool
+    again = dm.training_patches(0, torch.device("cpu"))
+    assert torch.equal(batch["image"], again["image"]) and torch.equal(
+        batch["label"], again["label"]
+    )
+    other = dm.training_patches(1, torch.device("cpu"))
+    assert not torch.equal(batch["image"], other["image"])
+    inside = batch["image"][batch["fov"].unsqueeze(1).expand_as(batch["image"])]
+    assert abs(float(inside.mean())) < 1.0  # normalised around zero inside the FOV
+
+
+def test_datamodule_whole_image_batches(tiny_datamodule):
+    dm = tiny_datamodule()
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()))
+    batch = dm.on_after_batch_transfer(batch, 0)
+    assert batch["image"].shape == (1, 3, 96, 96) and batch["label"].shape == (1, 96, 96)
+    fov = batch["fov"][0]
+    x = batch["image"][0][:, fov]
+    assert x.mean(1).abs().max() < 1e-4 and (x.std(1) - 1).abs().max() < 1e-2
+
+
+def test_readable_errors(tiny_datamodule):
+    with pytest.raises(DatasetError, match="patch_size 200 is larger"):
+        tiny_datamodule(patch_size=200).setup("fit")
+    dm = tiny_datamodule()
+    sample = dm.dataset.load("training")[0]
+    from retina_lightning.data.datamodule import validate_sample
+
+    bad = type(sample)(sample.name, sample.image, sample.label[:-1], sample.fov)
+    with pytest.raises(DatasetError, match=f"image '{sample.name}': label has size"):
+        validate_sample(bad, "synthetic", "label")
