@@ -29,6 +29,7 @@ from torch import Tensor
 from torchmetrics.functional.classification import (
     binary_auroc,
     binary_average_precision,
+    binary_precision_recall_curve,
     binary_roc,
 )
 
@@ -169,6 +170,9 @@ class PooledBinaryMetrics(torchmetrics.Metric):
 
     def compute(self) -> dict[str, Tensor]:
         """AUROC and AUPRC (the threshold-free metrics) as tensors, for logging."""
+        return self._threshold_free()
+
+    def _threshold_free(self) -> dict[str, Tensor]:
         if self.bins is None:
             probs, targets = self._flat()
             return {
@@ -185,16 +189,32 @@ class PooledBinaryMetrics(torchmetrics.Metric):
         return {"auroc": torch.trapezoid(tpr, fpr), "auprc": ap.float()}
 
     def report(self, thresholds: dict[str, float]) -> dict[str, float]:
-        """Every pooled metric as floats: ``auroc``, ``auprc`` and ``f"{m}@{name}"``."""
-        out = {k: float(v) for k, v in self.compute().items()}
-        for name, thr in thresholds.items():
-            for key, value in confusion_metrics(*self.counts(thr)).items():
-                out[f"{key}@{name}"] = value
+        """Every pooled metric as floats: ``auroc``, ``auprc`` and ``f"{m}@{name}"``, over the
+        pixels of every process (states are gathered first under DDP)."""
+        with self.sync_context():
+            out = {k: float(v) for k, v in self._threshold_free().items()}
+            for name, thr in thresholds.items():
+                for key, value in confusion_metrics(*self.counts(thr)).items():
+                    out[f"{key}@{name}"] = value
         return out
 
     def optimal_threshold(self) -> float:
-        """Youden's J optimum of the pooled ROC curve."""
-        return youden_threshold(*self.roc())
+        """Youden's J optimum of the pooled ROC curve (of every process)."""
+        with self.sync_context():
+            return youden_threshold(*self.roc())
+
+    def curves(self) -> dict[str, Tensor]:
+        """The pooled ROC curve (``fpr``, ``tpr``) and PR curve (``precision``, ``recall``)."""
+        with self.sync_context():
+            fpr, tpr, _ = self.roc()
+            if self.bins is None:
+                precision, recall, _ = binary_precision_recall_curve(*self._flat())
+            else:
+                neg, pos = self.hist.double()
+                tp, fp = pos.flip(0).cumsum(0), neg.flip(0).cumsum(0)
+                precision = (tp / (tp + fp).clamp_min(1)).float()
+                recall = (tp / tp[-1].clamp_min(1)).float()
+        return {"fpr": fpr, "tpr": tpr, "precision": precision, "recall": recall}
 
 
 def summarize_rows(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:

@@ -151,6 +151,9 @@ def test_style_knobs_change_the_image_not_the_labels():
     b = generate_fundus(5, *SMALL, noise_std=0.0, vessel_contrast=0.5)
     np.testing.assert_array_equal(a.label, b.label)
     assert not np.array_equal(a.image, b.image)
+    clean = generate_fundus(5, *SMALL, lesions=0.0)
+    np.testing.assert_array_equal(a.label, clean.label)
+    assert not np.array_equal(a.image, clean.image)
     fewer = generate_fundus(5, *SMALL, n_trees=2)
     assert fewer.label.sum() < a.label.sum()
 

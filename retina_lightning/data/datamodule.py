@@ -15,9 +15,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from lightning import LightningDataModule
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from retina_lightning.data.base import (
     DatasetError,
@@ -62,6 +63,28 @@ def validate_sample(sample: Sample, dataset: str, target: str) -> None:
             )
     if not sample.fov.any():
         raise DatasetError(f"{where}: the FOV mask is empty")
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Rank ``r`` of ``w`` evaluates images ``r, r + w, r + 2w, ...``: every image exactly once.
+
+    torch's DistributedSampler pads the index list with duplicates so that every rank has the
+    same number of items; on a 20-image test set that would count some images twice and shift
+    the paper-grade numbers. Evaluation has no collective inside a step, so ranks may
+    process different numbers of images.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.indices = list(range(rank, len(dataset), num_replicas))  # type: ignore[arg-type]
+        self.num_samples = len(self.indices)
+        self.total_size = len(dataset)  # type: ignore[arg-type]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class WholeImages(Dataset):
@@ -127,6 +150,10 @@ class RetinaDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        # Under LightningCLI the parsed data config lands in checkpoints
+        # ("datamodule_hyper_parameters"), so `retina predict` can rebuild the preprocessing.
+        if _given_hyperparameters.get() is not None:
+            self.save_hyperparameters()
         if dataset is None:
             from retina_lightning.data.synthetic import SyntheticFundus
 
@@ -193,10 +220,16 @@ class RetinaDataModule(LightningDataModule):
         return DataLoader(range(self.steps_per_epoch), batch_size=1, shuffle=False)
 
     def _whole(self, samples: list[Sample]) -> DataLoader:
+        dataset = WholeImages(samples, self.target)
+        trainer = self.trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            sampler = UnpaddedDistributedSampler(dataset, trainer.world_size, trainer.global_rank)
         return DataLoader(
-            WholeImages(samples, self.target),
+            dataset,
             batch_size=self.eval_batch_size,
             shuffle=False,
+            sampler=sampler,
             num_workers=self.num_workers,
         )
 

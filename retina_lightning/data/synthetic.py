@@ -4,8 +4,9 @@ The suite's embedded default dataset: everything (tests, CI, the quick-start con
 without a download. Each image is drawn from its own ``numpy`` generator seeded by the
 image's seed, so image ``i`` of a dataset is the same whatever else is generated.
 
-What is drawn, in the vocabulary of the DRIVE / RITE descriptions (002 section IV-A, 000
-section III-A): a circular field of view (FOV) on black; an orange-red retina with
+What is drawn, after the DRIVE description (002 section 4.1: 565 x 584 colour images, 45
+degree circular FOV, two groups of manual annotations) and the RITE / RAVIR artery-vein maps
+(000 sections II-A and III): a circular field of view (FOV) on black; an orange-red retina with
 vignetting and smooth low-frequency illumination changes; a bright yellowish optic disc off
 centre and a darker macula / fovea on the other side; a vessel tree per artery and per vein
 grown from the disc (superior / inferior temporal arcades that arch around the macula, nasal
@@ -17,14 +18,15 @@ in the green channel and weaker for thin vessels, so capillaries are faint and n
 
 Label rules:
     * ``label`` (vessel) = pixel centre within the local vessel radius of a centreline,
-      inside the FOV (DRIVE-like vessel fraction in the FOV, ~0.12; DRIVE: 0.127).
+      inside the FOV (vessel fraction in the FOV 0.11-0.15, mean ~0.13 over seeds 0-19 at
+      584 x 565; DRIVE test set: 0.127).
     * ``av``: 0 background, 1 vein, 2 artery (``types.VEIN`` / ``types.ARTERY``). Where an
       artery and a vein overlap the pixel is **artery**: at most retinal arteriovenous
       crossings the artery lies anterior to (on top of) the vein, and it is drawn on top here.
     * ``second_observer``: a second annotation of the same image, with about a third of the
       thin branches (start radius < 1 px) missed and the vessel edges moved by up to about a
       quarter of a pixel by a smooth random threshold field, as two human observers disagree
-      on DRIVE (the "2nd observer" row of 002 / 003 tables).
+      on DRIVE (its test set has a second group of annotations, 002 section 4.1).
 """
 
 from __future__ import annotations
@@ -66,20 +68,23 @@ class FundusStyle:
         blur_sigma: std (px) of the Gaussian optical blur.
         texture_std: amplitude of the choroidal background texture (mid-frequency noise).
         branching: multiplies how often vessels branch (more = more capillaries).
+        lesions: density of vessel-like distractors: small bright drusen-like dots and dark
+            round blot haemorrhages (0 = none).
     """
 
     n_trees: int = 10
     vessel_contrast: float = 1.0
-    thin_contrast_radius: float = 2.0
-    noise_std: float = 0.02
+    thin_contrast_radius: float = 2.5
+    noise_std: float = 0.025
     blur_sigma: float = 0.8
-    texture_std: float = 0.035
+    texture_std: float = 0.04
     branching: float = 1.0
+    lesions: float = 1.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_trees <= 12:
             raise ValueError(f"n_trees must be in [1, 12], got {self.n_trees}")
-        for name in ("vessel_contrast", "noise_std", "blur_sigma", "texture_std"):
+        for name in ("vessel_contrast", "noise_std", "blur_sigma", "texture_std", "lesions"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.thin_contrast_radius <= 0 or self.branching <= 0:
@@ -431,6 +436,25 @@ def _texture(rng: np.random.Generator, h: int, w: int, sigma: float) -> np.ndarr
     return np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)[:h, :w]
 
 
+def _lesions(rng: np.random.Generator, g: _Geometry, density: float) -> np.ndarray:
+    """Multiplicative (H, W) field of distractors inside the FOV: ~25 small bright drusen-like
+    dots (sigma ~1 px) and ~4 dark round blot haemorrhages (sigma ~2-3 px) per unit density,
+    the hard negatives of vessel segmentation (bright spots in DRIVE 21_training)."""
+    h, w = g.height, g.width
+    field = np.zeros((h, w), dtype=np.float32)
+    for count, sigma, amplitude in ((25, 1.0, 0.18), (4, 2.5, -0.35)):
+        n = rng.poisson(count * density)
+        angle, dist = rng.uniform(0, 2 * math.pi, n), g.radius * np.sqrt(rng.uniform(0, 0.9, n))
+        ys = np.clip((g.cy + dist * np.sin(angle)).astype(int), 0, h - 1)
+        xs = np.clip((g.cx + dist * np.cos(angle)).astype(int), 0, w - 1)
+        impulses = np.zeros((h, w), dtype=np.float32)
+        sig = sigma * max(g.scale, 0.5) * rng.uniform(0.7, 1.3)
+        peak = amplitude * rng.uniform(0.4, 1.0, n) * 2 * math.pi * sig**2
+        np.add.at(impulses, (ys, xs), peak.astype(np.float32))
+        field += ndi.gaussian_filter(impulses, sig, mode="constant", truncate=3.0)
+    return np.clip(1.0 + field, 0.3, 1.5)
+
+
 # ------------------------------------------------------------------------- generator
 
 
@@ -440,13 +464,14 @@ def generate_fundus(
     width: int = 565,
     *,
     name: str | None = None,
-    n_trees: int = 10,
-    vessel_contrast: float = 1.0,
-    thin_contrast_radius: float = 2.0,
-    noise_std: float = 0.02,
-    blur_sigma: float = 0.8,
-    texture_std: float = 0.035,
-    branching: float = 1.0,
+    n_trees: int = FundusStyle.n_trees,
+    vessel_contrast: float = FundusStyle.vessel_contrast,
+    thin_contrast_radius: float = FundusStyle.thin_contrast_radius,
+    noise_std: float = FundusStyle.noise_std,
+    blur_sigma: float = FundusStyle.blur_sigma,
+    texture_std: float = FundusStyle.texture_std,
+    branching: float = FundusStyle.branching,
+    lesions: float = FundusStyle.lesions,
 ) -> Sample:
     """Draw one synthetic colour fundus image and its exact labels.
 
@@ -455,7 +480,7 @@ def generate_fundus(
         height, width: image size (DRIVE: 584 x 565); geometry scales with the FOV radius.
         name: ``Sample.name`` (default ``"synthetic_<seed>"``).
         n_trees, vessel_contrast, thin_contrast_radius, noise_std, blur_sigma, texture_std,
-        branching: appearance knobs, see :class:`FundusStyle`.
+        branching, lesions: appearance knobs, see :class:`FundusStyle`.
 
     Returns:
         A :class:`Sample` with ``image`` (H, W, 3) uint8, ``label`` (H, W) uint8 0/1 vessels
@@ -474,6 +499,7 @@ def generate_fundus(
         blur_sigma=blur_sigma,
         texture_std=texture_std,
         branching=branching,
+        lesions=lesions,
     )
     rng = np.random.default_rng(seed)
     h, w = height, width
@@ -522,6 +548,8 @@ def generate_fundus(
     disc_col = np.array([1.02, 0.86, 0.55], np.float32) * rng.uniform(0.95, 1.05)
     img = img * (1.0 + 0.15 * halo[None])
     img = img * (1.0 - rim[None]) + (disc_col[:, None, None] + 0.12 * cup[None]) * rim[None]
+
+    img *= _lesions(rng, g, style.lesions)[None]
 
     # vessels: multiplicative absorption, veins darker than arteries, artery central reflex
     k = style.vessel_contrast * rng.uniform(0.9, 1.1)
@@ -597,13 +625,14 @@ class SyntheticFundus(RetinaDataset):
         height: int = 584,
         width: int = 565,
         seed: int = 0,
-        n_trees: int = 10,
-        vessel_contrast: float = 1.0,
-        thin_contrast_radius: float = 2.0,
-        noise_std: float = 0.02,
-        blur_sigma: float = 0.8,
-        texture_std: float = 0.035,
-        branching: float = 1.0,
+        n_trees: int = FundusStyle.n_trees,
+        vessel_contrast: float = FundusStyle.vessel_contrast,
+        thin_contrast_radius: float = FundusStyle.thin_contrast_radius,
+        noise_std: float = FundusStyle.noise_std,
+        blur_sigma: float = FundusStyle.blur_sigma,
+        texture_std: float = FundusStyle.texture_std,
+        branching: float = FundusStyle.branching,
+        lesions: float = FundusStyle.lesions,
     ) -> None:
         super().__init__(root)
         if num_train < 0 or num_test < 0:
@@ -620,6 +649,7 @@ class SyntheticFundus(RetinaDataset):
             blur_sigma=blur_sigma,
             texture_std=texture_std,
             branching=branching,
+            lesions=lesions,
         )
 
     def subsets(self) -> tuple[str, ...]:
@@ -645,8 +675,14 @@ class SyntheticFundus(RetinaDataset):
         return samples
 
 
-def _preview(path: str | Path = "previews/synthetic_sheet.png") -> Path:
-    """Sheet of 2 synthetic images (image / vessels / artery-vein) beside DRIVE 21_training."""
+def _preview(
+    path: str | Path = "previews/synthetic_sheet.png", drive_root: str | Path | None = None
+) -> Path:
+    """Save a sheet of 2 synthetic images (image / vessels / artery-vein map), with DRIVE's
+    ``21_training`` (image / manual) below when ``drive_root`` (the DRIVE folder, default
+    ``$RETINA_DATA_ROOT/DRIVE``) holds it: ``python -m retina_lightning.data.synthetic``."""
+    import os
+
     from PIL import Image
 
     rows = []
@@ -657,13 +693,15 @@ def _preview(path: str | Path = "previews/synthetic_sheet.png") -> Path:
         avc[s.av == ARTERY] = (255, 60, 40)
         lab = np.repeat(s.label[..., None] * 255, 3, axis=2)
         rows.append(np.concatenate([s.image, lab, avc], axis=1))
-    drive = Path("/work/shared/data/DRIVE/training")
+    if drive_root is None and os.environ.get("RETINA_DATA_ROOT"):
+        drive_root = Path(os.environ["RETINA_DATA_ROOT"]) / "DRIVE"
+    drive = Path(drive_root or "DRIVE") / "training"
     if (drive / "images/21_training.tif").is_file():
         img = np.asarray(Image.open(drive / "images/21_training.tif").convert("RGB"))
         gt = np.asarray(Image.open(drive / "1st_manual/21_manual1.gif").convert("L"))
-        rows.append(
-            np.concatenate([img, np.repeat(gt[..., None], 3, 2), np.zeros_like(img)], axis=1)
-        )
+        if img.shape == rows[0].shape[:1] + (rows[0].shape[1] // 3, 3):
+            gt3 = np.repeat(gt[..., None], 3, axis=2)
+            rows.append(np.concatenate([img, gt3, np.zeros_like(img)], axis=1))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(out)
@@ -671,4 +709,6 @@ def _preview(path: str | Path = "previews/synthetic_sheet.png") -> Path:
 
 
 if __name__ == "__main__":
-    print(_preview())
+    import sys
+
+    print(_preview(drive_root=sys.argv[1] if len(sys.argv) > 1 else None))

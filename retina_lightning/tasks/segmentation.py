@@ -36,7 +36,7 @@ from retina_lightning.metrics import (
     select_fov,
     summarize_rows,
 )
-from retina_lightning.types import as_output
+from retina_lightning.types import AV_CLASS_NAMES, as_output
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,6 +62,9 @@ class SegmentationTask(LightningModule):
         auroc_bins: ``None`` for exact AUROC/AUPRC over every FOV pixel; an integer to bin
             probabilities (bounded memory for large test sets such as HRF).
         connectivity: compute IterNet's connectivity per test image (scikit-image, CPU).
+        metrics_in_fov: count only FOV pixels (the usual protocol); ``False`` counts the whole
+            image, as 004 and IterNet's "without masks" rows do.
+        figures: save ROC/PR curves, a box plot and best/worst panels with the test results.
         lr: Adam learning rate used when the config gives no ``optimizer``.
     """
 
@@ -73,6 +76,8 @@ class SegmentationTask(LightningModule):
         threshold: float | None = None,
         auroc_bins: int | None = None,
         connectivity: bool = True,
+        metrics_in_fov: bool = True,
+        figures: bool = True,
         lr: float = 1e-3,
     ) -> None:
         super().__init__()
@@ -91,10 +96,23 @@ class SegmentationTask(LightningModule):
         self.fixed_threshold = threshold
         self.auroc_bins = auroc_bins
         self.connectivity = connectivity
+        self.metrics_in_fov = metrics_in_fov
+        self.figures = figures
         self.lr = lr
         self.register_buffer("threshold", torch.tensor(0.5 if threshold is None else threshold))
         self.val_metrics = PooledBinaryMetrics(bins=auroc_bins)
         self.test_metrics = PooledBinaryMetrics(bins=auroc_bins)
+        # one-vs-rest metrics of each foreground class (artery / vein, as SegRAVIR reports)
+        self.class_names = (
+            AV_CLASS_NAMES
+            if self.num_classes == 3
+            else tuple(f"class{c}" for c in range(self.num_classes))
+        )
+        self.class_metrics = nn.ModuleDict(
+            {str(c): PooledBinaryMetrics(bins=auroc_bins) for c in range(1, self.num_classes)}
+        )
+        self._class_counts = np.zeros((max(self.num_classes, 1), 4), dtype=np.int64)
+        self._panels: dict[str, dict[str, Any]] = {}
         self.results_dir: Path | None = None
         self.test_report: dict[str, Any] | None = None
         self._rows: list[dict[str, Any]] = []
@@ -168,7 +186,7 @@ class SegmentationTask(LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         prob, target, fov = self._binary(batch)
-        self.val_metrics.update(prob, target, fov)
+        self.val_metrics.update(prob, target, fov if self.metrics_in_fov else None)
 
     def on_validation_epoch_end(self) -> None:
         if self.fixed_threshold is None:
@@ -182,20 +200,54 @@ class SegmentationTask(LightningModule):
     def on_test_epoch_start(self) -> None:
         self._rows = []
         self._second_counts[:] = 0
+        self._class_counts[:] = 0
+        self._panels = {}
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        prob, target, fov = self._binary(batch)
+        probs = self.predict_probs(batch["image"])
+        prob = vessel_probability(probs)
+        label = batch["label"]
+        target = label if self.num_classes == 1 else (label > 0).long()
+        fov = batch["fov"] if self.metrics_in_fov else torch.ones_like(batch["fov"])
         self.test_metrics.update(prob, target, fov)
+        if self.num_classes > 1:
+            predicted = probs.argmax(1)
+            for c in range(1, self.num_classes):
+                self.class_metrics[str(c)].update(probs[:, c], (label == c).long(), fov)
+                p, t = select_fov((predicted == c).float(), (label == c).long(), fov)
+                self._class_counts[c] += np.array(counts_at(p, t, 0.5))
         thresholds = {"0.5": 0.5, "opt": float(self.threshold)}
         for i in range(prob.shape[0]):
             row: dict[str, Any] = {"image": batch["name"][i]}
             row.update(image_metrics(prob[i], target[i], fov[i], thresholds))
             if self.connectivity:
                 row["connectivity"] = self._connectivity(prob[i], target[i], fov[i])
+            row["_index"] = int(batch["index"][i])
             self._rows.append(row)
+            self._keep_panel(row, batch, prob, i)
             if bool(batch["has_second"][i]):
                 p, t = select_fov(batch["second"][i].float(), target[i], fov[i])
                 self._second_counts += np.array(counts_at(p, t, 0.5))
+
+    def _keep_panel(self, row: dict[str, Any], batch: dict[str, Any], prob: Tensor, i: int) -> None:
+        """Keep the best and the worst image (by F1 at the operating point) for the panels,
+        two images in memory whatever the size of the test set."""
+        score = row.get("f1@opt", math.nan)
+        if math.isnan(score):
+            return
+        item = {
+            "name": row["image"],
+            "score": score,
+            "image": batch["raw"][i].permute(1, 2, 0).cpu().numpy(),
+            "label": batch["label"][i].cpu().numpy(),
+            "prob": prob[i].float().cpu().numpy(),
+            "fov": batch["fov"][i].cpu().numpy(),
+        }
+        best, worst = self._panels.get("best"), self._panels.get("worst")
+        if best is None or score > best["score"]:
+            self._panels["best"] = item
+        if worst is None or score < worst["score"]:
+            self._panels["worst"] = item
 
     @staticmethod
     def _connectivity(prob: Tensor, target: Tensor, fov: Tensor) -> float:
@@ -206,20 +258,45 @@ class SegmentationTask(LightningModule):
         )
         return float(area)
 
+    def _gather(self) -> None:
+        """Under DDP: every rank's per-image rows and count arrays, on every rank."""
+        if self.trainer.world_size <= 1 or not torch.distributed.is_initialized():
+            return
+        gathered: list[Any] = [None] * self.trainer.world_size
+        local = (self._rows, self._second_counts, self._class_counts)
+        torch.distributed.all_gather_object(gathered, local)
+        self._rows = [row for rows, _, _ in gathered for row in rows]
+        self._second_counts = sum(g[1] for g in gathered)
+        self._class_counts = sum(g[2] for g in gathered)
+
     def on_test_epoch_end(self) -> None:
+        self._gather()
+        self._rows.sort(key=lambda r: r["_index"])
+        for row in self._rows:
+            row.pop("_index", None)
         thresholds = {"0.5": 0.5, "opt": float(self.threshold)}
         pooled = self.test_metrics.report(thresholds)
+        curves = self.test_metrics.curves()
         self.test_metrics.reset()
         per_image = summarize_rows(self._rows)
         report: dict[str, Any] = {
             "model": type(self.model).__name__,
             "num_parameters": self.num_parameters,
             "thresholds": thresholds,
+            "metrics_in_fov": self.metrics_in_fov,
             "num_images": len(self._rows),
             "pooled": pooled,
             "per_image_mean": {k: v[0] for k, v in per_image.items()},
             "per_image_std": {k: v[1] for k, v in per_image.items()},
         }
+        if self.num_classes > 1:
+            report["per_class"] = {}
+            for c in range(1, self.num_classes):
+                metric = self.class_metrics[str(c)]
+                entry = {k: float(v) for k, v in metric.report({}).items()}
+                entry.update(confusion_metrics(*self._class_counts[c].tolist()))
+                metric.reset()
+                report["per_class"][self.class_names[c]] = entry
         if self._second_counts.sum():
             report["second_observer"] = confusion_metrics(*self._second_counts.tolist())
         self.test_report = report
@@ -227,12 +304,19 @@ class SegmentationTask(LightningModule):
             self.log(f"test/{key}", pooled[key])
         if "connectivity" in report["per_image_mean"]:
             self.log("test/connectivity", report["per_image_mean"]["connectivity"])
+        for name, entry in report.get("per_class", {}).items():
+            for key in ("auroc", "se", "sp", "acc", "f1"):
+                self.log(f"test/{name}_{key}", entry[key])
         if self.trainer.is_global_zero:
-            self._write_report(report)
+            out = self.results_dir or Path(self.trainer.default_root_dir) / "test"
+            self._write_report(report, out)
+            figures = self._write_figures(report, curves, out) if self.figures else []
+            from retina_lightning.tracking import log_test_results
+
+            log_test_results(self.loggers, report, self._rows, figures)
             rank_zero_info(format_report(report))
 
-    def _write_report(self, report: dict[str, Any]) -> None:
-        out = self.results_dir or Path(self.trainer.default_root_dir) / "test"
+    def _write_report(self, report: dict[str, Any], out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=True))
         if self._rows:
@@ -242,6 +326,45 @@ class SegmentationTask(LightningModule):
                 lines.append(",".join(_fmt_csv(row[k]) for k in keys))
             (out / "per_image.csv").write_text("\n".join(lines) + "\n")
         rank_zero_info(f"test results written to {out}")
+
+    def _write_figures(
+        self, report: dict[str, Any], curves: dict[str, Tensor], out: Path
+    ) -> list[Path]:
+        """ROC / PR curves (with the human observer as a point), a per-image Jaccard box plot
+        (004's recommendation) and image / truth / probability / error panels of the best and
+        worst test images."""
+        from retina_lightning.reports import save_boxplot, save_curves, save_panel
+
+        name = report["model"]
+        so = report.get("second_observer")
+        points = {"2nd observer": (1.0 - so["sp"], so["se"])} if so else None
+        figures = list(
+            save_curves(
+                out,
+                {name: (curves["fpr"].cpu().numpy(), curves["tpr"].cpu().numpy())},
+                pr={name: (curves["recall"].cpu().numpy(), curves["precision"].cpu().numpy())},
+                reference_points=points,
+            )
+        )
+        values = [r["jaccard@opt"] for r in self._rows if not math.isnan(r["jaccard@opt"])]
+        if values:
+            path = out / "boxplot_jaccard.png"
+            save_boxplot(path, {name: values}, "jaccard@opt")
+            figures.append(path)
+        for which, item in self._panels.items():
+            path = out / f"panel_{which}_{item['name']}.png"
+            title = f"{which}: {item['name']} (F1 {item['score']:.4f} at t={report['thresholds']['opt']:.3f})"
+            save_panel(
+                path,
+                item["image"],
+                item["label"],
+                item["prob"],
+                item["fov"],
+                report["thresholds"]["opt"],
+                title,
+            )
+            figures.append(path)
+        return figures
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         probs = self.predict_probs(batch["image"])
