@@ -180,11 +180,50 @@ def _data_main(argv: list[str]) -> int:
     return 1 if getattr(report, "problems", None) else 0
 
 
+def _predict_main(argv: list[str]) -> int:
+    """``retina predict --ckpt_path FILE|best|last [--config X | --experiment E] --input ...``:
+    ``best`` / ``last`` name a checkpoint of the latest run of the experiment, as for test."""
+    from retina_lightning.predict import predict_main
+
+    rest, config, experiment, runs_dir = [], None, None, "runs"
+    it = iter(argv)
+    for arg in it:
+        key, _, value = arg.partition("=")
+        if key in ("--config", "--experiment", "--runs_dir"):
+            value = value or next(it, "")
+            if key == "--config":
+                config = value
+            elif key == "--experiment":
+                experiment = value
+            else:
+                runs_dir = value
+        else:
+            rest.append(arg)
+    for i, arg in enumerate(rest):
+        key, _, value = arg.partition("=")
+        if key == "--ckpt_path":
+            which = value or (rest[i + 1] if i + 1 < len(rest) else "")
+            if which in ("best", "last"):
+                name = experiment or experiment_name([config] if config else None)
+                path = resolve_checkpoint(which, Path(runs_dir), name)
+                print(f"[retina] --ckpt_path {which} -> {path}", file=sys.stderr)
+                if value:
+                    rest[i] = f"--ckpt_path={path}"
+                else:
+                    rest[i + 1] = str(path)
+    return predict_main(rest)
+
+
 def main(args: list[str] | None = None) -> Any:
     """Entry point of the ``retina`` console script; tests call ``main([...])``."""
     argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] == "data":
-        code = _data_main(argv[1:])
+    commands = {"data": _data_main, "predict": _predict_main}
+    if argv and argv[0] in commands:
+        try:
+            code = commands[argv[0]](argv[1:])
+        except RunDirError as err:
+            print(f"error: {err}", file=sys.stderr)
+            code = 2
         if args is None:
             sys.exit(code)
         return code

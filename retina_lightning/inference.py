@@ -273,6 +273,9 @@ class Inferer:
         tta: also predict on flipped copies (h, v, hv) and average the flipped-back results.
         margin: tile-edge pixels ignored when blending (see :func:`sliding_window`).
         pad_mode: how images are padded (``"reflect"``, ``"constant"``, ``"replicate"``).
+        resize: in whole mode, resize the image (bilinear) to the nearest multiple of the
+            model's ``required_multiple`` instead of padding it, and resize the probabilities
+            back to the original size before any metric (patch2image, 004 section 5.1).
 
     Calling the inferer runs under ``torch.no_grad()`` and does not change the model's
     train / eval mode (the caller puts the model in eval mode).
@@ -288,6 +291,7 @@ class Inferer:
         tta: bool = False,
         margin: int = 0,
         pad_mode: str = "reflect",
+        resize: bool = False,
     ) -> None:
         if mode not in INFERENCE_MODES:
             raise ValueError(f"inference mode must be one of {INFERENCE_MODES}, got {mode!r}")
@@ -312,10 +316,14 @@ class Inferer:
             )
         self.mode, self.tile_size, self.stride, self.blend = mode, tile_size, stride, blend
         self.batch_size, self.tta, self.margin, self.pad_mode = batch_size, tta, margin, pad_mode
+        self.resize = resize
 
     def __repr__(self) -> str:
         if self.mode == "whole":
-            return f"Inferer(mode='whole', tta={self.tta}, pad_mode={self.pad_mode!r})"
+            return (
+                f"Inferer(mode='whole', tta={self.tta}, pad_mode={self.pad_mode!r}, "
+                f"resize={self.resize})"
+            )
         return (
             f"Inferer(mode='sliding', tile_size={self.tile_size}, stride={self.stride}, "
             f"blend={self.blend!r}, batch_size={self.batch_size}, tta={self.tta}, "
@@ -327,6 +335,12 @@ class Inferer:
         _check_bchw(image)
         multiple = int(getattr(model, "required_multiple", 1) or 1)
         with torch.no_grad():
+            if self.mode == "whole" and self.resize:
+                size = image.shape[-2:]
+                target = [max(multiple, round(n / multiple) * multiple) for n in size]
+                x = F.interpolate(image, size=target, mode="bilinear", align_corners=False)
+                probs = predict_probabilities(model, x, self.tta)
+                return F.interpolate(probs, size=size, mode="bilinear", align_corners=False)
             if self.mode == "whole":
                 x, size = pad_to_multiple(image, multiple, self.pad_mode)
                 return crop_to(predict_probabilities(model, x, self.tta), size)

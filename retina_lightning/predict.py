@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import math
 import sys
 import time
@@ -96,8 +97,13 @@ def _resolve_device(device: str) -> torch.device:
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     if not path.exists():
+        hint = (
+            " ('best' / 'last' name a run's checkpoint only together with --config)"
+            if str(path) in ("best", "last")
+            else ""
+        )
         raise PredictError(
-            f"--ckpt_path {str(path)!r}: no such file. Checkpoints of a run are in "
+            f"--ckpt_path {str(path)!r}: no such file{hint}. Checkpoints of a run are in "
             "runs/<experiment>/<timestamp>/checkpoints/ (best-*.ckpt, last.ckpt)"
         )
     if path.is_dir():
@@ -241,7 +247,7 @@ def load_predictor(
                 "and call SegmentationTask.load_from_checkpoint(path, model=net) yourself"
             ) from e
         raise PredictError(f"cannot rebuild the model of {str(path)!r}: {e}") from e
-    except (RuntimeError, KeyError, ValueError, ImportError, AttributeError) as e:
+    except (RuntimeError, KeyError, ValueError, ImportError, AttributeError, OSError) as e:
         raise PredictError(
             f"cannot rebuild the model of {str(path)!r}: {type(e).__name__}: {e}. Was it "
             "written by this version of retina-lightning?"
@@ -267,17 +273,16 @@ def load_predictor(
             )
     inferer = task.inferer
     if tile_size is not None or tta:
-        base = inferer
-        inferer = Inferer(
-            mode="sliding" if tile_size is not None else base.mode,
-            tile_size=tile_size if tile_size is not None else base.tile_size,
-            stride=(stride or max(tile_size // 2, 1)) if tile_size is not None else base.stride,
-            blend=base.blend,
-            batch_size=base.batch_size,
-            tta=tta or base.tta,
-            margin=base.margin if tile_size is None else 0,
-            pad_mode=base.pad_mode,
-        )
+        # the checkpoint's inferer with the command line's changes (every other setting kept)
+        names = list(inspect.signature(Inferer.__init__).parameters)[1:]
+        kwargs = {n: getattr(inferer, n) for n in names if hasattr(inferer, n)}
+        kwargs["tta"] = tta or inferer.tta
+        if tile_size is not None:
+            kwargs.update(
+                mode="sliding", tile_size=tile_size, stride=stride or max(tile_size // 2, 1)
+            )
+            kwargs["margin"] = 0
+        inferer = Inferer(**kwargs)
     elif stride is not None:
         raise PredictError("--stride needs --tile_size (sliding-window inference)")
     thr = float(task.threshold) if threshold is None else float(threshold)
@@ -299,7 +304,8 @@ def load_predictor(
 
 def find_images(path: str | Path) -> list[Path]:
     """The image files of ``--input``: the file itself, or the folder's image files
-    (not recursive), sorted by name."""
+    (not recursive), sorted by name, without ``<stem>_prob.png`` & co. of an image
+    ``<stem>`` of the same folder (outputs written next to their inputs)."""
     path = Path(path)
     looked_for = ", ".join(IMAGE_SUFFIXES) + " (each also .gz)"
     if not path.exists():
@@ -311,6 +317,13 @@ def find_images(path: str | Path) -> list[Path]:
             )
         return [path]
     images = sorted(p for p in path.iterdir() if is_image_file(p))
+    # maps of an earlier run written into the input folder are not inputs
+    stems = {_stem(p) for p in images}
+    images = [
+        p
+        for p in images
+        if not any(_stem(p).endswith(s) and _stem(p)[: -len(s)] in stems for s in OUTPUT_SUFFIXES)
+    ]
     if not images:
         raise PredictError(
             f"--input {str(path)!r} holds no image file; extensions looked for: {looked_for}"
@@ -369,7 +382,7 @@ def _save(array: np.ndarray, path: Path) -> None:
 
 
 def _nan(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.6g}"
 
 
 def predict_image(
@@ -413,7 +426,7 @@ def predict_image(
         "height": h,
         "width": w,
         "fov": fov_source,
-        "threshold": round(predictor.threshold, 6),
+        "threshold": float(predictor.threshold),
         "vessel_density": float(mask.sum() / fov.sum()),
     }
     if predictor.is_av:
@@ -569,7 +582,7 @@ def predict_main(argv: list[str]) -> int:
             rows.append(
                 predict_image(predictor, path, output, fov_path, args.width, args.pixel_size_um)
             )
-        except (DatasetError, OSError, ValueError) as e:
+        except (DatasetError, OSError, ValueError, RuntimeError) as e:  # incl. out of memory
             failed.append((path, e))
             tqdm.write(f"retina predict: skipped {path.name}: {e}", file=sys.stderr)
     if rows:

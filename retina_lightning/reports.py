@@ -62,6 +62,11 @@ OUTSIDE_DIM = 0.25
 MAX_CURVE_POINTS = 4000
 #: Longest side, in pixels, of one panel column (HRF's 3504 px images are shown smaller).
 PANEL_MAX_SIDE = 600
+#: Columns are enlarged to at least this width so that titles and legend fit.
+PANEL_MIN_WIDTH = 240
+#: Panel margins in pixels: between / around columns, above (column titles; + figure title)
+#: and below (legend).
+PANEL_GAP, PANEL_TOP, PANEL_TITLE, PANEL_BOTTOM = 6, 48, 30, 30
 
 
 # --------------------------------------------------------------------------- curve data
@@ -96,6 +101,9 @@ def pr_curve(
     """
     p, t = select_fov(probs.float(), targets, fov)
     precision, recall, _ = binary_precision_recall_curve(p, t.long(), thresholds=thresholds)
+    # binned: a threshold above every probability predicts nothing (precision 0/0, recall 0);
+    # 1 there, the convention of the curve's closing point
+    precision = torch.nan_to_num(precision, nan=1.0)
     return _as_numpy(recall), _as_numpy(precision)
 
 
@@ -318,6 +326,21 @@ def _display(image: np.ndarray) -> np.ndarray:
     return image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
 
 
+def panel_geometry(
+    h: int, w: int, title: bool = True, max_side: int = PANEL_MAX_SIDE
+) -> tuple[int, int, int, int]:
+    """Pixel sizes of a :func:`save_panel` figure for an ``h x w`` image:
+    ``(column width, column height, figure width, figure height)``. A column shows the
+    image at native size, shrunk so its long side is at most ``max_side``, enlarged so its
+    width is at least :data:`PANEL_MIN_WIDTH`."""
+    scale = min(1.0, max_side / max(h, w))
+    scale = max(scale, PANEL_MIN_WIDTH / w)
+    col_w, col_h = round(w * scale), round(h * scale)
+    fig_w = 4 * col_w + 5 * PANEL_GAP
+    fig_h = col_h + PANEL_TOP + (PANEL_TITLE if title else 0) + PANEL_BOTTOM
+    return col_w, col_h, fig_w, fig_h
+
+
 def save_panel(
     path: str | Path,
     image: np.ndarray,
@@ -361,15 +384,12 @@ def save_panel(
     tn = int(inside.sum()) - tp - fp - fn
     m = confusion_metrics(tp, fp, tn, fn)
 
-    scale = min(1.0, max_side / max(h, w))
+    col_w, col_h, fig_w, fig_h = panel_geometry(h, w, bool(title), max_side)
     dpi = 100
-    col_w, col_h = w * scale / dpi, h * scale / dpi
-    top = 0.75 if title else 0.45  # inches for the titles
-    bottom = 0.35  # legend
-    fig = Figure(figsize=(4 * col_w + 0.25, col_h + top + bottom), dpi=dpi)
+    # +0.25 px: Agg truncates the figure size to whole pixels
+    fig = Figure(figsize=((fig_w + 0.25) / dpi, (fig_h + 0.25) / dpi), dpi=dpi)
     if title:
-        fig.suptitle(title, y=1.0 - 0.12 / (col_h + top + bottom), va="top", fontsize=11)
-    fig_w, fig_h = fig.get_size_inches()
+        fig.suptitle(title, y=1.0 - 8 / fig_h, va="top", fontsize=11)
     columns = [
         (
             _display(image),
@@ -380,16 +400,18 @@ def save_panel(
         (prob, "probability", {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}),
         (
             errors,
-            f"errors @ {threshold:.3f}: Se {m['se']:.3f} Sp {m['sp']:.3f} F1 {m['f1']:.3f}",
+            f"errors @ {threshold:.3f}\nSe {m['se']:.3f}  Sp {m['sp']:.3f}  F1 {m['f1']:.3f}",
             {},
         ),
     ]
-    gap = 0.25 / 5 / fig_w
+    # nearest neighbour when enlarging small images, antialiasing when shrinking large ones
+    interpolation = "nearest" if col_w >= w else "antialiased"
     for i, (data, name, kwargs) in enumerate(columns):
-        left = gap + i * (col_w / fig_w + gap)
-        ax = fig.add_axes((left, bottom / fig_h, col_w / fig_w, col_h / fig_h))
-        ax.imshow(data, interpolation="antialiased", **kwargs)
-        ax.set_title(name, fontsize=8 if i == 3 else 9)
+        left = PANEL_GAP + i * (col_w + PANEL_GAP)
+        box = (left / fig_w, PANEL_BOTTOM / fig_h, col_w / fig_w, col_h / fig_h)
+        ax = fig.add_axes(box)
+        ax.imshow(data, interpolation=interpolation, aspect="auto", **kwargs)
+        ax.set_title(name, fontsize=9)
         ax.set_axis_off()
     handles = [
         Patch(facecolor=np.array(ERROR_COLOURS[k]) / 255, edgecolor="0.5", label=text)

@@ -244,3 +244,17 @@ def test_inference_keeps_model_mode_and_builds_no_graph():
     model = conv_model().train()
     out = Inferer("sliding", tile_size=32, stride=32)(model, image())
     assert model.training and not out.requires_grad
+
+
+def test_resize_mode_returns_the_original_size_and_matches_on_valid_sizes():
+    """patch2image's protocol: resize to a multiple, predict, resize back (004 section 5.1)."""
+    model = torch.nn.Conv2d(3, 1, 3, padding=1)
+    model.required_multiple = 4
+    image = torch.randn(1, 3, 30, 41)
+    out = Inferer(resize=True)(model, image)
+    assert out.shape == (1, 1, 30, 41)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    exact = torch.randn(1, 3, 32, 40)  # already a multiple: resizing is the identity
+    torch.testing.assert_close(
+        Inferer(resize=True)(model, exact), Inferer()(model, exact), atol=1e-6, rtol=0
+    )

@@ -267,6 +267,20 @@ class RetinaDataModule(LightningDataModule):
         window = self.augment.context(self.patch_size)
         return PatchSampler(conditioned, labels, fovs, window, self.vessel_fraction)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints: the training-set statistics of ``normalize: dataset``, so
+        that ``retina predict`` normalises new images exactly as in training."""
+        if self._dataset_stats is None:
+            return {}
+        return {
+            "dataset_mean": self._dataset_stats[0].cpu(),
+            "dataset_std": self._dataset_stats[1].cpu(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "dataset_mean" in state_dict:
+            self._dataset_stats = (state_dict["dataset_mean"], state_dict["dataset_std"])
+
     def dataset_stats(self, device: torch.device) -> tuple[Tensor, Tensor]:
         """Mean / std of the conditioned training images inside their FOVs."""
         if self._dataset_stats is None:

@@ -353,7 +353,8 @@ class SegmentationTask(LightningModule):
             figures.append(path)
         for which, item in self._panels.items():
             path = out / f"panel_{which}_{item['name']}.png"
-            title = f"{which}: {item['name']} (F1 {item['score']:.4f} at t={report['thresholds']['opt']:.3f})"
+            t = report["thresholds"]["opt"]
+            title = f"{which}: {item['name']} (F1 {item['score']:.4f} at t={t:.3f})"
             save_panel(
                 path,
                 item["image"],

@@ -1,0 +1,389 @@
+"""Leaderboards from result folders written by hand in the task's format: mean +- std over
+seeds, reported rows, sorting, Markdown / CSV, paired tests against scipy, bootstrap CIs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy.stats import wilcoxon
+
+from retina_lightning.leaderboard import (
+    LeaderboardError,
+    collect_runs,
+    leaderboard_main,
+    leaderboard_table,
+    paired_comparison,
+    per_image_rows,
+)
+from retina_lightning.reference import PAPERS, REPORTED, reported
+
+CONFUSION = ("se", "sp", "acc", "precision", "f1", "jaccard")
+IMAGES = [f"{i:02d}_test" for i in range(1, 7)]
+
+
+def _report(auroc: float, f1: float, per_image_f1: list[float], second: bool) -> dict:
+    """A metrics.json as SegmentationTask.on_test_epoch_end writes it."""
+    pooled = {"auroc": auroc, "auprc": auroc - 0.1}
+    for t in ("0.5", "opt"):
+        for m in CONFUSION:
+            pooled[f"{m}@{t}"] = f1 if m == "f1" else 0.9
+    mean = {k: v for k, v in pooled.items()}
+    mean["f1@opt"] = float(np.mean(per_image_f1))
+    report = {
+        "model": "UNet",
+        "num_parameters": 1234,
+        "thresholds": {"0.5": 0.5, "opt": 0.41},
+        "metrics_in_fov": True,
+        "num_images": len(per_image_f1),
+        "pooled": pooled,
+        "per_image_mean": mean,
+        "per_image_std": {k: 0.01 for k in mean},
+    }
+    if second:
+        report["second_observer"] = {
+            "se": 0.7746,
+            "sp": 0.9725,
+            "acc": 0.9473,
+            "precision": 0.80,
+            "f1": 0.7891,
+            "jaccard": 0.65,
+        }
+    return report
+
+
+def _config(seed: int, dataset: str = "DRIVE", split: dict | None = None) -> dict:
+    """The parts of a run's config.yaml (LightningCLI's saved config) that identify it."""
+    return {
+        "seed_everything": seed,
+        "model": {
+            "class_path": "retina_lightning.tasks.SegmentationTask",
+            "init_args": {"model": {"class_path": "retina_lightning.models.UNet"}},
+        },
+        "data": {
+            "class_path": "retina_lightning.data.RetinaDataModule",
+            "init_args": {
+                "dataset": {"class_path": f"retina_lightning.data.{dataset}"},
+                "split": split or {"class_path": "retina_lightning.data.OfficialSplit"},
+            },
+        },
+        "experiment": None,
+        "runs_dir": "runs",
+    }
+
+
+def write_run(
+    runs: Path,
+    experiment: str,
+    stamp: str,
+    seed: int,
+    auroc: float,
+    f1: float,
+    per_image_f1: list[float],
+    test_dir: str = "test",
+    second: bool = True,
+    dataset: str = "DRIVE",
+) -> Path:
+    run = runs / experiment / stamp
+    (run / test_dir).mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(_config(seed, dataset)))
+    report = _report(auroc, f1, per_image_f1, second)
+    (run / test_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    cols = ["image", "auroc", *(f"{m}@{t}" for t in ("0.5", "opt") for m in CONFUSION)]
+    lines = [",".join(cols)]
+    for name, v in zip(IMAGES, per_image_f1):
+        values = {c: 0.5 for c in cols[1:]}
+        values["f1@opt"] = v
+        values["precision@0.5"] = math.nan
+        lines.append(
+            ",".join(
+                [name] + ["" if math.isnan(values[c]) else f"{values[c]:.6f}" for c in cols[1:]]
+            )
+        )
+    (run / test_dir / "per_image.csv").write_text("\n".join(lines) + "\n")
+    return run
+
+
+DPN_AUROC = [0.970, 0.980, 0.990]
+UNET_AUROC = [0.960, 0.975]
+DPN_F1 = [[0.80, 0.82, 0.79, 0.85, 0.81, 0.83], [0.81, 0.83, 0.80, 0.84, 0.80, 0.84]]
+UNET_F1 = [[0.78, 0.80, 0.79, 0.82, 0.80, 0.80], [0.77, 0.81, 0.78, 0.83, 0.79, 0.81]]
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    for k, a in enumerate(DPN_AUROC):
+        write_run(runs, "drive/dpn", f"2026010{k}-000000", k, a, 0.82 + k / 100, DPN_F1[k % 2])
+    for k, a in enumerate(UNET_AUROC):
+        write_run(runs, "drive/unet", f"2026010{k}-000000", k, a, 0.80, UNET_F1[k])
+    return runs
+
+
+def test_collect_runs_identifies_method_dataset_seed(runs_dir: Path):
+    runs = collect_runs([runs_dir])
+    assert sorted((r.method, r.seed) for r in runs) == [
+        ("dpn", 0),
+        ("dpn", 1),
+        ("dpn", 2),
+        ("unet", 0),
+        ("unet", 1),
+    ]
+    assert {r.dataset for r in runs} == {"drive"} and {r.protocol for r in runs} == {"official"}
+    assert {r.experiment for r in runs} == {"drive/dpn", "drive/unet"}
+    dpn0 = next(r for r in runs if r.method == "dpn" and r.seed == 0)
+    assert dpn0.metrics["auroc"] == 0.970 and dpn0.num_parameters == 1234
+    assert dpn0.num_images == 6 and dpn0.model == "UNet"
+    assert [row["image"] for row in dpn0.per_image] == IMAGES
+    assert [row["f1@opt"] for row in dpn0.per_image] == DPN_F1[0]
+    assert math.isnan(dpn0.per_image[0]["precision@0.5"])  # empty CSV cell
+    assert dpn0.second_observer["f1"] == 0.7891
+    # an experiment folder or a run folder as the root gives the same experiment name
+    assert {r.experiment for r in collect_runs([runs_dir / "drive" / "dpn"])} == {"drive/dpn"}
+
+
+def test_latest_evaluation_of_a_run_wins(runs_dir: Path):
+    run = next((runs_dir / "drive" / "unet").iterdir())
+    again = write_run(runs_dir, "drive/unet", run.name + "x", 0, 0.5, 0.5, UNET_F1[0])
+    (again / "test").rename(run / "test-2")
+    runs = [r for r in collect_runs([run]) if r.method == "unet"]
+    assert len(runs) == 1 and runs[0].metrics["auroc"] == 0.5
+    assert len(collect_runs([run], latest_only=False)) == 2
+
+
+def test_mean_and_std_over_seeds(runs_dir: Path):
+    table = leaderboard_table(collect_runs([runs_dir]), ["auroc", "f1@opt"], include_reported=False)
+    rows = {r.method: r for r in table.rows}
+    assert rows["dpn"].n == 3 and rows["unet"].n == 2
+    mean, std = rows["dpn"].values["auroc"]
+    assert mean == pytest.approx(statistics.mean(DPN_AUROC), abs=1e-12)
+    assert std == pytest.approx(statistics.stdev(DPN_AUROC), abs=1e-12)  # sample std, n - 1
+    mean, std = rows["dpn"].values["f1@opt"]
+    assert mean == pytest.approx(statistics.mean([0.82, 0.83, 0.84]), abs=1e-12)
+    assert std == pytest.approx(0.01, abs=1e-12)
+    assert rows["unet"].values["auroc"][1] == pytest.approx(statistics.stdev(UNET_AUROC))
+    assert rows["dpn"].num_parameters == 1234 and rows["dpn"].source == "seeds 0,1,2"
+
+
+def test_reported_and_observer_rows_and_sorting(runs_dir: Path):
+    table = leaderboard_table(collect_runs([runs_dir]), ["auroc", "f1@opt"], sort_by="auroc")
+    kinds = [r.kind for r in table.rows]
+    assert kinds.count("ours") == 2
+    reported_rows = [r for r in table.rows if r.kind == "reported"]
+    assert {r.dataset for r in reported_rows} == {"drive"}
+    dpn_paper = next(r for r in reported_rows if r.method == "DPN")
+    assert dpn_paper.value("auroc") == 0.9815 and dpn_paper.value("f1@opt") == 0.8293
+    assert "002, Table 1" in dpn_paper.source and "threshold opt" in dpn_paper.source
+    # the second observer: from the runs' test images, and from the reference data
+    observers = [r for r in table.rows if r.kind == "observer"]
+    assert len(observers) == 2
+    assert all(r.value("f1@opt") == 0.7891 and math.isnan(r.value("auroc")) for r in observers)
+    # sorted by AUROC, descending; rows without AUROC (observers) last
+    values = [r.value("auroc") for r in table.rows]
+    finite = [v for v in values if math.isfinite(v)]
+    assert finite == sorted(finite, reverse=True)
+    assert all(not math.isfinite(v) for v in values[len(finite) :])
+    assert table.rows[0].method.startswith("patch2image Dense") and values[0] == 0.9870
+    # ours sit among the papers' rows by value
+    methods = [r.method for r in table.rows]
+    assert methods.index("dpn") < methods.index("DUNet (reported)") < methods.index("unet")
+    # another sort key
+    by_f1 = leaderboard_table(collect_runs([runs_dir]), ["auroc", "f1@opt"], sort_by="f1@opt")
+    assert [r.method for r in by_f1.rows[:2]] == ["dpn", "DPN"]  # 0.83 (ours), 0.8293
+
+
+def test_dataset_filter_drops_other_datasets(runs_dir: Path):
+    write_run(runs_dir, "stare/dpn", "20260101-000000", 0, 0.95, 0.8, DPN_F1[0], dataset="STARE")
+    runs = collect_runs([runs_dir])
+    table = leaderboard_table(runs, ["auroc"], dataset="STARE")
+    assert {r.dataset for r in table.rows} == {"stare"}
+    assert [r.method for r in table.rows if r.kind == "ours"] == ["dpn"]
+    assert {r.protocol for r in table.rows if r.kind == "reported"} >= {"first10-10", "loo"}
+    assert len(leaderboard_table(runs, ["auroc"]).rows) > len(table.rows)
+
+
+def test_markdown_and_csv(runs_dir: Path):
+    table = leaderboard_table(
+        collect_runs([runs_dir]), ["auroc", "f1@opt"], sort_by="auroc", include_reported=True
+    )
+    md = table.to_markdown().splitlines()
+    assert md[0] == (
+        "| method | kind | dataset | protocol | n | params | auroc | f1@opt | images/s | source |"
+    )
+    dpn = next(line for line in md if line.startswith("| dpn |"))
+    assert "| 0.9800 ± 0.0100 |" in dpn and "| 3 |" in dpn and "| 1,234 |" in dpn
+    assert "| 0.9815 |" in next(line for line in md if line.startswith("| DPN |"))
+    rows = list(csv.DictReader(io.StringIO(table.to_csv())))
+    assert len(rows) == len(table.rows)
+    dpn_row = next(r for r in rows if r["method"] == "dpn")
+    assert float(dpn_row["auroc_mean"]) == pytest.approx(0.98, abs=1e-12)
+    assert float(dpn_row["auroc_std"]) == pytest.approx(0.01, abs=1e-12)
+    assert dpn_row["n"] == "3" and dpn_row["kind"] == "ours"
+    paper = next(r for r in rows if r["method"] == "DPN")
+    assert paper["auroc_mean"] == "0.9815" and paper["auroc_std"] == ""
+
+
+def test_paired_comparison_matches_scipy():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.7, 0.9, size=15)
+    b = a - 0.01 + rng.normal(0, 0.01, size=15)
+    rows_a = [{"image": f"im{i}", "f1@opt": v} for i, v in enumerate(a)]
+    rows_b = [{"image": f"im{i}", "f1@opt": v} for i, v in enumerate(b)]
+    res = paired_comparison(rows_a, rows_b, "f1@opt", names=("dpn", "unet"))
+    assert res.n == 15
+    assert res.mean_diff == pytest.approx(float(np.mean(a - b)), abs=1e-15)
+    assert res.p_value == pytest.approx(wilcoxon(a - b).pvalue, rel=1e-12)
+    assert res.ci_low < res.mean_diff < res.ci_high
+    # pairing is by image name, not by order; NaNs and unmatched images are left out
+    shuffled = [rows_b[i] for i in rng.permutation(15)] + [{"image": "extra", "f1@opt": 0.1}]
+    rows_a2 = rows_a + [{"image": "nan", "f1@opt": math.nan}]
+    shuffled.append({"image": "nan", "f1@opt": 0.5})
+    again = paired_comparison(rows_a2, shuffled, "per_image/f1@opt", names=("dpn", "unet"))
+    assert (again.n, again.mean_diff, again.p_value) == (res.n, res.mean_diff, res.p_value)
+    assert (again.ci_low, again.ci_high) == (res.ci_low, res.ci_high)  # seeded bootstrap
+    text = str(res)
+    assert re.fullmatch(
+        r"dpn - unet, f1@opt over 15 paired images: difference -?\d\.\d{4} "
+        r"\[95% CI -?\d\.\d{4}, -?\d\.\d{4}\], p = \S+: (not )?significant \(alpha 0.05\)",
+        text,
+    ), text
+
+
+def test_identical_methods_are_not_significant():
+    rows = [{"image": f"im{i}", "auroc": 0.9 + i / 100} for i in range(5)]
+    res = paired_comparison(rows, rows, "auroc")
+    assert (res.mean_diff, res.ci_low, res.ci_high, res.p_value) == (0.0, 0.0, 0.0, 1.0)
+    assert str(res).endswith("p = 1: not significant (alpha 0.05)")
+
+
+def test_paired_comparison_errors_are_readable():
+    rows = [{"image": "a", "auroc": 0.9}, {"image": "b", "auroc": 0.8}]
+    with pytest.raises(LeaderboardError, match="0 image\\(s\\) in common"):
+        paired_comparison(rows, [{"image": "c", "auroc": 0.9}], "auroc")
+    with pytest.raises(LeaderboardError, match="no 'f1@opt' column"):
+        paired_comparison(rows, rows, "f1@opt")
+
+
+def test_bootstrap_ci_covers_the_true_difference():
+    """Coverage of the 95 % percentile-bootstrap interval over simulated test sets of 30
+    images with a true mean difference of 0.01: about 95 % of the intervals contain it."""
+    rng = np.random.default_rng(0)
+    true_diff, trials, hits = 0.01, 200, 0
+    for t in range(trials):
+        a = rng.uniform(0.75, 0.85, size=30)
+        b = a - true_diff + rng.normal(0, 0.01, size=30)
+        rows_a = [{"image": str(i), "f1": v} for i, v in enumerate(a)]
+        rows_b = [{"image": str(i), "f1": v} for i, v in enumerate(b)]
+        res = paired_comparison(rows_a, rows_b, "f1", n_boot=2000, seed=t)
+        hits += res.ci_low <= true_diff <= res.ci_high
+    assert 0.88 <= hits / trials <= 0.99
+    # a large effect is significant, and its interval excludes zero
+    assert res.significant and res.ci_low > 0
+
+
+def test_leaderboard_command(runs_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "board.csv"
+    code = leaderboard_main(
+        [
+            str(runs_dir),
+            "--metric",
+            "auroc,f1@opt",
+            "--sort",
+            "auroc",
+            "--format",
+            "csv",
+            "--output",
+            str(out),
+            "--dataset",
+            "drive",
+            "--compare",
+            "dpn",
+            "unet",
+        ]
+    )
+    assert code == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["method"] for r in rows if r["kind"] == "ours"] == ["dpn", "unet"]
+    printed = capsys.readouterr().out
+    # dpn's per-image AUROC equals unet's (0.5 everywhere): no difference
+    assert "dpn - unet, auroc over 6 paired images: difference 0.0000" in printed
+    code = leaderboard_main(
+        [
+            str(runs_dir),
+            "--metric",
+            "f1@opt",
+            "--compare",
+            "dpn",
+            "unet",
+            "--boxplot",
+            str(tmp_path / "box.png"),
+            "--no-reported",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "box.png").stat().st_size > 1000
+    assert "| dpn | ours |" in printed and "reported" not in printed
+    # per image, dpn's F1 averaged over its 3 seeds minus unet's averaged over its 2
+    runs = collect_runs([runs_dir])
+    res = paired_comparison(per_image_rows(runs, "dpn"), per_image_rows(runs, "unet"), "f1@opt")
+    dpn = np.mean([DPN_F1[0], DPN_F1[1], DPN_F1[0]], axis=0)
+    assert res.mean_diff == pytest.approx(float(np.mean(dpn - np.mean(UNET_F1, axis=0))))
+    assert f"difference {res.mean_diff:.4f}" in printed
+    assert leaderboard_main([str(tmp_path / "empty")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert leaderboard_main([str(tmp_path / "empty")]) == 1
+    assert "retina test" in capsys.readouterr().err
+
+
+def test_wandb_api_is_not_touched_offline(runs_dir: Path, monkeypatch):
+    import wandb
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the W&B API was called while offline")
+
+    monkeypatch.setattr(wandb, "Api", no_network)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.warns(UserWarning, match="W&B is offline"):
+        runs = collect_runs([runs_dir], wandb_project="me/retina-lightning")
+    assert len(runs) == 5
+
+
+def test_reference_rows_cite_their_papers():
+    for rec in REPORTED:
+        assert rec.source in PAPERS or rec.source == "data", rec
+        assert rec.where and set(rec.metrics) <= {
+            "se",
+            "sp",
+            "acc",
+            "auroc",
+            "auprc",
+            "f1",
+            "jaccard",
+            "connectivity",
+        }
+        assert all(0.0 < v < 1.0 for v in rec.metrics.values()), rec
+    drive = {r.method for r in reported("DRIVE")}
+    assert drive >= {
+        "second_observer",
+        "unet",
+        "r2unet",
+        "dunet",
+        "iternet",
+        "iternet_patched",
+        "dpn",
+        "p2i_light",
+        "p2i_mini_unet",
+        "p2i_dense",
+    }
+    assert {r.protocol for r in reported("chase")} == {"first20-8", "first14-14", "4fold"}
+    cross = reported("stare", cross_dataset=True)
+    assert [r.metrics["auroc"] for r in cross] == [0.9559, 0.9689]
+    assert all(r.train_dataset == "drive" for r in cross)

@@ -1,0 +1,328 @@
+"""`retina predict` on a checkpoint of a real (tiny) `retina fit`: outputs, CSV, errors."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from retina_lightning.data.datamodule import RetinaDataModule
+from retina_lightning.data.fov import derive_fov
+from retina_lightning.data.io import read_image, read_mask
+from retina_lightning.data.synthetic import generate_fundus
+from retina_lightning.data.transforms import Preprocess
+from retina_lightning.models import UNet
+from retina_lightning.predict import (
+    _preprocess_from,
+    load_predictor,
+    match_fov,
+    predict_main,
+    width_colours,
+)
+from retina_lightning.tasks.segmentation import SegmentationTask, vessel_probability
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path | None:
+    root = os.environ.get("RETINA_DATA_ROOT")
+    return Path(root) if root and Path(root).is_dir() else None
+
+
+TINY = [
+    "--trainer.max_epochs=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--data.init_args.dataset.init_args.num_train=3",
+    "--data.init_args.dataset.init_args.num_test=1",
+    "--data.init_args.dataset.init_args.height=64",
+    "--data.init_args.dataset.init_args.width=64",
+    "--data.init_args.patch_size=32",
+    "--data.init_args.batch_size=2",
+    "--data.init_args.steps_per_epoch=2",
+    "--model.init_args.model.init_args.base_channels=4",
+    "--model.init_args.model.init_args.depth=2",
+]
+OUTPUTS = ("_prob", "_mask", "_overlay")
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """last.ckpt of a real `retina fit` of the quickstart config, shrunk to seconds."""
+    from retina_lightning.cli import main
+
+    runs = tmp_path_factory.mktemp("runs")
+    config = str(REPO / "configs/synthetic/unet.yaml")
+    main(["fit", "--config", config, *TINY, "--runs_dir", str(runs)])
+    (path,) = runs.glob("synthetic/unet/*/checkpoints/last.ckpt")
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    """Two synthetic fundus photographs, a PNG (72 x 64) and a JPEG (60 x 80)."""
+    folder = tmp_path_factory.mktemp("images")
+    Image.fromarray(generate_fundus(11, 64, 72).image).save(folder / "eye_a.png")
+    Image.fromarray(generate_fundus(12, 80, 60).image).save(folder / "eye_b.jpg", quality=95)
+    (folder / "notes.txt").write_text("not an image")
+    # a map of an earlier run saved beside its input is not an input
+    Image.fromarray(np.zeros((64, 72), np.uint8)).save(folder / "eye_a_prob.png")
+    (folder / "sub").mkdir()
+    return folder
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def test_predict_folder_writes_every_map_and_the_csv(ckpt, images, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--ckpt_path", str(ckpt), "--input", str(images), "--output", str(out)]
+    code = predict_main([*argv, "--width", "--pixel_size_um", "10", "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "images/s disk to disk" in err
+    rows = {r["name"]: r for r in _read_csv(out / "predictions.csv")}
+    assert sorted(rows) == ["eye_a", "eye_b"]
+    predictor = load_predictor(ckpt, device="cpu")
+    for name, suffix, (h, w) in (("eye_a", ".png", (64, 72)), ("eye_b", ".jpg", (80, 60))):
+        for kind in (*OUTPUTS, "_width"):
+            with Image.open(out / f"{name}{kind}.png") as im:
+                assert im.size == (w, h), kind
+        image = read_image(images / f"{name}{suffix}")
+        fov = derive_fov(image)
+        mask = _png(out / f"{name}_mask.png")
+        assert set(np.unique(mask)) <= {0, 255} and not mask[~fov].any()
+        # the written mask is the checkpoint's threshold applied to the model's probabilities
+        prob = vessel_probability(torch.from_numpy(predictor(image, fov))[None])[0].numpy()
+        np.testing.assert_array_equal(mask > 0, (prob >= predictor.threshold) & fov)
+        np.testing.assert_array_equal(
+            _png(out / f"{name}_prob.png"), np.round(prob * fov * 255).astype(np.uint8)
+        )
+        row = rows[name]
+        assert (int(row["height"]), int(row["width"]), row["fov"]) == (h, w, "derived")
+        assert float(row["threshold"]) == pytest.approx(predictor.threshold, abs=1e-6)
+        assert float(row["vessel_density"]) == pytest.approx((mask > 0).sum() / fov.sum(), abs=1e-4)
+        assert float(row["width_mean_px"]) > 1.0  # the tiny model does find vessels
+        assert float(row["width_mean_um"]) == pytest.approx(
+            10 * float(row["width_mean_px"]), rel=1e-5
+        )
+        assert float(row["seconds"]) > 0
+
+
+def test_predictor_sees_images_as_retina_test_does(ckpt):
+    """Same preprocessing (from the checkpoint's datamodule config) and inference as the
+    task's own test path through RetinaDataModule.prepare_whole."""
+    predictor = load_predictor(ckpt, device="cpu")
+    assert predictor.preprocess == Preprocess(channels="rgb", normalize="image")
+    task = SegmentationTask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    task.eval()
+    assert predictor.threshold == pytest.approx(float(task.threshold))
+    s = generate_fundus(5, 48, 56)
+    batch = {
+        "image": torch.from_numpy(s.image.transpose(2, 0, 1).copy())[None],
+        "fov": torch.from_numpy(s.fov)[None],
+        "label": torch.from_numpy(s.label)[None],
+    }
+    batch = RetinaDataModule(preprocess=predictor.preprocess).prepare_whole(batch)
+    expected = task.predict_probs(batch["image"])[0].numpy()
+    np.testing.assert_allclose(predictor(s.image, s.fov), expected, atol=1e-6)
+
+
+def test_sliding_window_tta_and_fixed_threshold(ckpt, images, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = predict_main(
+        [
+            "--ckpt_path", str(ckpt), "--input", str(images / "eye_a.png"), "--output", str(out),
+            "--tile_size", "32", "--stride", "16", "--tta", "--threshold", "0.3",
+            "--device", "cpu", "--no_progress",
+        ]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Inferer(mode='sliding', tile_size=32, stride=16, blend='mean'" in err
+    assert "tta=True" in err
+    (row,) = _read_csv(out / "predictions.csv")
+    assert float(row["threshold"]) == 0.3 and not (out / "eye_a_width.png").exists()
+
+
+def test_fov_masks_are_matched_by_stem(ckpt, images, tmp_path, capsys):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    fov = np.zeros((64, 72), np.uint8)
+    fov[8:56, 10:60] = 255  # a rectangle: smaller than the derived circular FOV
+    Image.fromarray(fov).save(masks / "eye_a_mask.gif")
+    assert match_fov(images / "eye_a.png", masks) == masks / "eye_a_mask.gif"
+    assert match_fov(images / "eye_b.jpg", masks) is None
+    assert match_fov(Path("01_test.tif"), masks / "eye_a_mask.gif") == masks / "eye_a_mask.gif"
+    out = tmp_path / "out"
+    argv = ["--ckpt_path", str(ckpt), "--input", str(images), "--output", str(out)]
+    assert predict_main([*argv, "--fov", str(masks), "--no_progress"]) == 0
+    rows = {r["name"]: r for r in _read_csv(out / "predictions.csv")}
+    assert rows["eye_a"]["fov"] == "file" and rows["eye_b"]["fov"] == "derived"
+    for kind in ("_mask", "_prob"):
+        assert not _png(out / f"eye_a{kind}.png")[fov == 0].any()
+
+
+def test_a_bad_image_is_named_and_the_others_still_written(ckpt, images, tmp_path, capsys):
+    folder = tmp_path / "in"
+    shutil.copytree(images, folder)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    code = predict_main(
+        ["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(out), "--no_progress"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "1 image(s) failed" in err and "broken.png" in err
+    assert [r["name"] for r in _read_csv(out / "predictions.csv")] == ["eye_a", "eye_b"]
+    for name in ("eye_a", "eye_b"):
+        assert all((out / f"{name}{k}.png").is_file() for k in OUTPUTS)
+    assert not list(out.glob("broken*"))
+
+
+def test_readable_errors(ckpt, images, tmp_path, capsys):
+    out = str(tmp_path / "out")
+
+    def run(*argv: str) -> tuple[int, str]:
+        code = predict_main([*argv, "--output", out, "--no_progress"])
+        return code, capsys.readouterr().err
+
+    code, err = run("--ckpt_path", str(tmp_path / "nope.ckpt"), "--input", str(images))
+    assert code == 2 and "nope.ckpt" in err and "no such file" in err
+    text = tmp_path / "model.ckpt"
+    text.write_text("hello")
+    code, err = run("--ckpt_path", str(text), "--input", str(images))
+    assert code == 2 and "not a PyTorch checkpoint" in err
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "plain.ckpt")
+    code, err = run("--ckpt_path", str(tmp_path / "plain.ckpt"), "--input", str(images))
+    assert code == 2 and "not a Lightning checkpoint" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run("--ckpt_path", str(ckpt), "--input", str(empty))
+    assert code == 2 and "holds no image file" in err and ".tif" in err and ".ppm" in err
+    code, err = run("--ckpt_path", str(ckpt), "--input", str(images), "--stride", "8")
+    assert code == 2 and "--stride needs --tile_size" in err
+    with pytest.raises(SystemExit):
+        run("--ckpt_path", str(ckpt), "--input", str(images), "--threshold", "1.5")
+    assert "(0, 1]" in capsys.readouterr().err
+
+
+def test_av_model_writes_an_av_map(ckpt, images, tmp_path):
+    """A 3-class (background / vein / artery) checkpoint: the A/V colour map and densities."""
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    av = copy.deepcopy(raw)
+    av["hyper_parameters"]["model"]["init_args"]["num_classes"] = 3
+    av["hyper_parameters"]["loss"] = None
+    av["datamodule_hyper_parameters"]["target"] = "av"
+    task = SegmentationTask(UNet(3, 3, base_channels=4, depth=2))
+    av["state_dict"] = task.state_dict()
+    torch.save(av, tmp_path / "av.ckpt")
+    out = tmp_path / "out"
+    argv = ["--ckpt_path", str(tmp_path / "av.ckpt"), "--input", str(images / "eye_b.jpg")]
+    assert predict_main([*argv, "--output", str(out), "--width", "--no_progress"]) == 0
+    colours = _png(out / "eye_b_av.png").reshape(-1, 3)
+    assert {tuple(c) for c in np.unique(colours, axis=0)} <= {(0, 0, 0), (255, 0, 0), (0, 80, 255)}
+    (row,) = _read_csv(out / "predictions.csv")
+    density = float(row["vessel_density"])
+    assert float(row["artery_density"]) + float(row["vein_density"]) == pytest.approx(
+        density, abs=2e-4
+    )
+
+
+def test_dataset_normalisation_uses_stored_statistics_or_warns(ckpt, capsys):
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    raw["datamodule_hyper_parameters"]["preprocess"]["normalize"] = "dataset"
+    path = ckpt.parent / "dataset_norm.ckpt"
+    torch.save(raw, path)
+    fallback = load_predictor(path, device="cpu")
+    assert "stores no dataset statistics" in capsys.readouterr().err
+    mean, std = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.2, 0.1, 0.05])
+    raw["RetinaDataModule"] = {"dataset_mean": mean, "dataset_std": std}
+    torch.save(raw, path)
+    stored = load_predictor(path, device="cpu")
+    assert "dataset statistics" not in capsys.readouterr().err
+    s = generate_fundus(5, 48, 56)
+    x = torch.from_numpy(s.image.transpose(2, 0, 1).copy())[None].float() / 255
+    expected = stored.inferer(stored.model, (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))
+    np.testing.assert_allclose(stored(s.image, s.fov), expected[0].numpy(), atol=1e-6)
+    assert not np.allclose(fallback(s.image, s.fov), expected[0].numpy(), atol=1e-3)
+
+
+def test_preprocess_is_rebuilt_from_the_datamodule_config(capsys):
+    hp = {
+        "target": "label",
+        "preprocess": {
+            "channels": "green",
+            "gamma": 1.7,
+            "clahe": True,
+            "clahe_grid": [4, 4],
+            "normalize": "dataset",
+        },
+    }
+    pre, target, stats = _preprocess_from({"datamodule_hyper_parameters": hp})
+    assert pre == Preprocess(
+        channels="green", gamma=1.7, clahe=True, clahe_grid=(4, 4), normalize="dataset"
+    )
+    assert target == "label" and stats is None
+    mean, std = torch.full((1, 1, 1, 1), 0.4), torch.full((1, 1, 1, 1), 0.2)
+    ckpt = {
+        "datamodule_hyper_parameters": hp,
+        "RetinaDataModule": {"dataset_mean": mean, "dataset_std": std},
+    }
+    assert _preprocess_from(ckpt)[2] is not None
+    pre, _, _ = _preprocess_from({})
+    assert pre == Preprocess() and "no datamodule configuration" in capsys.readouterr().err
+
+
+def test_width_colours_fill_each_vessel_with_its_axis_diameter():
+    mask = np.zeros((9, 12), bool)
+    mask[3:6, 1:11] = True  # a horizontal vessel 3 px wide
+    width_map = np.zeros(mask.shape, np.float32)
+    width_map[4, 2:10] = 4.0
+    rgb = width_colours(width_map, mask, vmax=4.0)
+    assert (rgb[~mask] == 0).all()
+    assert (rgb[mask] == rgb[4, 5]).all() and rgb[4, 5].any()  # one colour: one diameter
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(
+    data_root() is None or not (data_root() / "DRIVE").is_dir(),
+    reason="set RETINA_DATA_ROOT to a folder holding DRIVE/",
+)
+def test_predict_on_drive_test_images_with_their_fov_masks(ckpt, tmp_path, capsys):
+    drive = data_root() / "DRIVE" / "test"
+    images, masks = tmp_path / "images", tmp_path / "mask"
+    images.mkdir()
+    masks.mkdir()
+    for n in ("01", "02"):
+        shutil.copy(drive / "images" / f"{n}_test.tif", images)
+        shutil.copy(drive / "mask" / f"{n}_test_mask.gif", masks)
+    out = tmp_path / "out"
+    argv = ["--ckpt_path", str(ckpt), "--input", str(images), "--output", str(out)]
+    code = predict_main([*argv, "--fov", str(masks), "--no_progress"])
+    assert code == 0, capsys.readouterr().err
+    rows = _read_csv(out / "predictions.csv")
+    assert [(r["name"], r["height"], r["width"], r["fov"]) for r in rows] == [
+        ("01_test", "584", "565", "file"),
+        ("02_test", "584", "565", "file"),
+    ]
+    for n in ("01", "02"):
+        fov = read_mask(masks / f"{n}_test_mask.gif").astype(bool)
+        for kind in OUTPUTS:
+            with Image.open(out / f"{n}_test{kind}.png") as im:
+                assert im.size == (565, 584)
+        assert not _png(out / f"{n}_test_mask.png")[~fov].any()

@@ -1,0 +1,253 @@
+"""W&B offline runs (no network), run identity, the run-directory CSV logger, and reading
+offline runs back into the leaderboard."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+from lightning import Trainer
+
+from retina_lightning.leaderboard import collect_runs, read_per_image_csv
+from retina_lightning.tracking import (
+    RetinaWandbLogger,
+    RunCSVLogger,
+    configure_loggers,
+    flatten_report,
+    log_test_results,
+    protocol_name,
+    read_offline_run,
+    run_identity,
+    wandb_api_key_configured,
+    wandb_online,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    """No API key, no netrc, W&B's own folders inside tmp_path."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_BASE_URL", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home" / var.lower()))
+
+
+@pytest.fixture
+def offline_wandb(no_credentials, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_CONSOLE", "off")
+    yield
+    import wandb
+
+    wandb.finish()
+
+
+def test_offline_unless_a_key_is_configured(no_credentials, monkeypatch, tmp_path):
+    assert not wandb_api_key_configured() and not wandb_online()
+    assert RetinaWandbLogger()._offline
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine example.org login user password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert not wandb_api_key_configured()  # an entry for another host
+    netrc.write_text("machine api.wandb.ai login user password 0123456789abcdef\n")
+    assert wandb_api_key_configured() and wandb_online()
+    assert not RetinaWandbLogger()._offline
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert not wandb_online() and RetinaWandbLogger()._offline
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_online()
+    assert RetinaWandbLogger(offline=True)._offline  # an explicit choice wins
+
+
+def test_run_identity_from_configs():
+    split = {
+        "class_path": "retina_lightning.data.KFoldSplit",
+        "init_args": {"num_folds": 5, "fold": 2},
+    }
+    config = {
+        "seed_everything": 7,
+        "model": {"init_args": {"model": {"class_path": "retina_lightning.models.DPN"}}},
+        "data": {
+            "init_args": {
+                "dataset": {"class_path": "retina_lightning.data.CHASEDB1"},
+                "split": split,
+            }
+        },
+    }
+    ident = run_identity("chase/dpn", config)
+    assert (ident.method, ident.dataset, ident.protocol, ident.fold, ident.seed, ident.model) == (
+        "dpn",
+        "chase_db1",
+        "5fold",
+        2,
+        7,
+        "DPN",
+    )
+    assert ident.group == "chase_db1/5fold" and "dpn" in ident.tags
+    first = {"class_path": "x.FirstNSplit", "init_args": {"n_train": 10, "n_test": 10}}
+    assert protocol_name(first) == ("first10-10", None)
+    assert protocol_name({"class_path": "x.LeaveOneOutSplit", "init_args": {"index": 3}}) == (
+        "loo",
+        3,
+    )
+    assert protocol_name(None) == ("official", None)
+    # no config: the experiment name alone
+    assert run_identity("stare/iternet").dataset == "stare"
+    assert run_identity("default", {}).method == "unknown"
+
+
+def test_flatten_report_keys():
+    report = {
+        "model": "UNet",
+        "num_parameters": 10,
+        "thresholds": {"0.5": 0.5, "opt": 0.3},
+        "num_images": 2,
+        "pooled": {"auroc": 0.9, "f1@opt": 0.8},
+        "per_image_mean": {"auroc": 0.91, "connectivity": 0.7},
+        "per_image_std": {"auroc": 0.01, "connectivity": 0.1},
+        "second_observer": {"f1": 0.78},
+        "per_class": {"artery": {"auroc": 0.95}},
+    }
+    assert flatten_report(report) == {
+        "auroc": 0.9,
+        "f1@opt": 0.8,
+        "per_image/auroc": 0.91,
+        "per_image/connectivity": 0.7,
+        "per_image_std/auroc": 0.01,
+        "per_image_std/connectivity": 0.1,
+        "connectivity": 0.7,
+        "second_observer/f1": 0.78,
+        "artery_auroc": 0.95,
+        "threshold": 0.3,
+        "num_images": 2.0,
+        "num_parameters": 10.0,
+    }
+
+
+def test_csv_logger_appends_to_an_existing_run(tmp_path):
+    run = tmp_path / "run"
+    first = RunCSVLogger()
+    configure_loggers(first, run, "synthetic/unet")
+    first.log_metrics({"train/loss": 1.0}, step=0)
+    first.save()
+    second = RunCSVLogger()  # e.g. `retina fit --ckpt_path last` in a new process
+    configure_loggers([second], run, "synthetic/unet")
+    second.log_metrics({"train/loss": 0.5, "val/auroc": 0.7}, step=1)
+    second.save()
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [(r["step"], r["train/loss"], r.get("val/auroc")) for r in rows] == [
+        ("0", "1.0", ""),
+        ("1", "0.5", "0.7"),
+    ]
+    explicit = RunCSVLogger(save_dir=str(tmp_path / "elsewhere"))
+    configure_loggers(explicit, run, "synthetic/unet")
+    assert Path(explicit.log_dir) == tmp_path / "elsewhere"
+
+
+def test_offline_wandb_run_holds_the_test_results(offline_wandb, tmp_path, tiny_datamodule):
+    from retina_lightning.models import UNet
+    from retina_lightning.tasks import SegmentationTask
+
+    run_dir = tmp_path / "runs" / "synthetic" / "unet" / "20260101-000000"
+    run_dir.mkdir(parents=True)
+    config = {
+        "seed_everything": 3,
+        "data": {"init_args": {"dataset": {"class_path": "x.SyntheticFundus"}}},
+    }
+    wb, csv_logger = RetinaWandbLogger(tags=["smoke"]), RunCSVLogger()
+    configure_loggers([wb, csv_logger], run_dir, "synthetic/unet", config, "fit")
+    task = SegmentationTask(UNet(3, 1, base_channels=4, depth=2), connectivity=False)
+    dm = tiny_datamodule(steps_per_epoch=2, batch_size=2)
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=[csv_logger, wb],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=run_dir,
+    )
+    trainer.fit(task, datamodule=dm)
+    task.results_dir = run_dir / "test"
+    trainer.test(task, datamodule=dm, verbose=False)
+    # the task calls log_test_results; an extra call for a CSV-only logger list is a no-op
+    log_test_results([csv_logger], task.test_report, [], [])
+    import wandb
+
+    wandb.finish()
+
+    folders = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(folders) == 1 and (run_dir / "metrics.csv").is_file()
+    run = read_offline_run(folders[0])
+    assert (run.name, run.group, run.project) == ("unet", "synthetic/official", "retina-lightning")
+    assert run.config["retina"]["seed"] == 3 and run.config["retina"]["method"] == "unet"
+    expected = {f"test/{k}": v for k, v in flatten_report(task.test_report).items()}
+    assert set(expected) <= set(run.summary)
+    for key, value in expected.items():
+        assert run.summary[key] == pytest.approx(value, nan_ok=True), key
+    table = run.table("test/per_image")
+    assert [r["image"] for r in table] == [
+        r["image"] for r in read_per_image_csv(run_dir / "test" / "per_image.csv")
+    ]
+
+    # the leaderboard reads the W&B folder back, and skips it next to the run's own files
+    from_wandb = collect_runs([folders[0]])
+    assert len(from_wandb) == 1 and from_wandb[0].origin == "wandb-offline"
+    r = from_wandb[0]
+    assert (r.method, r.dataset, r.protocol, r.seed) == ("unet", "synthetic", "official", 3)
+    assert r.metrics["auroc"] == pytest.approx(task.test_report["pooled"]["auroc"], abs=1e-12)
+    assert r.num_images == task.test_report["num_images"] and len(r.per_image) == r.num_images
+    both = collect_runs([tmp_path / "runs"])
+    assert [x.origin for x in both] == ["results"]
+    assert both[0].metrics["auroc"] == pytest.approx(r.metrics["auroc"], abs=1e-12)
+    assert not math.isnan(both[0].metrics["f1@opt"])
+
+
+@pytest.mark.slow
+def test_cli_with_the_wandb_trainer_config(offline_wandb, tmp_path, monkeypatch):
+    """`retina fit/test --config <experiment> --config configs/trainer/wandb.yaml`: the W&B
+    folder and the CSV log land in the run directory; the test summary reaches the W&B run."""
+    from retina_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    tiny = [
+        "--config",
+        str(REPO / "configs/synthetic/unet.yaml"),
+        "--config",
+        str(REPO / "configs/trainer/wandb.yaml"),
+        "--trainer.max_epochs=1",
+        "--trainer.enable_progress_bar=false",
+        "--data.init_args.dataset.init_args.num_train=3",
+        "--data.init_args.dataset.init_args.num_test=2",
+        "--data.init_args.dataset.init_args.height=64",
+        "--data.init_args.dataset.init_args.width=64",
+        "--data.init_args.patch_size=32",
+        "--data.init_args.batch_size=2",
+        "--data.init_args.steps_per_epoch=2",
+        "--model.init_args.model.init_args.base_channels=4",
+        "--model.init_args.connectivity=false",
+    ]
+    main(["fit", *tiny])
+    import wandb
+
+    wandb.finish()
+    main(["test", *tiny, "--ckpt_path", "last"])
+    wandb.finish()
+    (run_dir,) = (tmp_path / "runs" / "synthetic" / "unet").iterdir()
+    assert (run_dir / "metrics.csv").is_file() and (run_dir / "test" / "metrics.json").is_file()
+    folders = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2  # fit and test: the same W&B run id, continued
+    runs = [read_offline_run(f) for f in folders]
+    assert runs[0].run_id == runs[1].run_id
+    assert "test/auroc" in runs[1].summary and runs[1].name == "unet"
+    assert not (tmp_path / "wandb").exists()
