@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from benchmarks.common import (
     Table,
     add_common_arguments,
+    apply_threads,
     autocast,
     command_line,
     log,
@@ -80,7 +81,7 @@ class Scale:
 
 SCALES = {
     "full": Scale(20, 584, 565, 128, 32, 20, 5, 2, 10, 32),
-    "quick": Scale(6, 584, 565, 128, 32, 4, 3, 1, 2, 32),
+    "quick": Scale(6, 584, 565, 128, 32, 4, 3, 1, 2, 16),
     "tiny": Scale(3, 64, 64, 32, 4, 2, 2, 1, 1, 4),
 }
 
@@ -302,6 +303,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[Path]:
     args = parse_args(argv)
+    apply_threads(args)
     scale_name = scale_of(args)
     scale = SCALES[scale_name]
     workers = sorted({int(w) for w in args.workers.split(",") if w.strip()})

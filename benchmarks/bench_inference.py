@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from benchmarks.common import (
     Table,
     add_common_arguments,
+    apply_threads,
     autocast,
     command_line,
     log,
@@ -60,7 +61,6 @@ from benchmarks.reference import (
     METHODS,
     PAPER_PARAMS,
     PAPER_SPEED,
-    Method,
     build_model,
     find_methods,
     num_parameters,
@@ -81,15 +81,17 @@ class Scale:
     batch: int  # tiles per forward pass
     warmup: int
     repeat: int
-    subset_tiles: tuple[int, int]  # rows x cols of tiles in the measured stride-3 block
+    block_tiles: int  # tiles in the timed block a sliding-window time is extrapolated from
+    block_warmup: int
     disk_images: int
-    measure_limit_s: float  # measure stride 3 fully when the estimate is below this
+    measure_limit_s: float  # measure the whole image when the block's estimate is below this
+    naive_model: str
 
 
 SCALES = {
-    "full": Scale(584, 565, 128, 64, 3, 16, 1, 3, (8, 8), 10, 600.0),
-    "quick": Scale(584, 565, 128, 64, 3, 16, 1, 2, (4, 8), 3, 10.0),
-    "tiny": Scale(64, 64, 32, 16, 3, 8, 0, 1, (2, 4), 2, 0.0),
+    "full": Scale(584, 565, 128, 64, 3, 16, 1, 3, 64, 1, 10, 900.0, "unet"),
+    "quick": Scale(584, 565, 128, 64, 3, 16, 1, 1, 16, 0, 2, 5.0, "patch2image_miniunet"),
+    "tiny": Scale(64, 64, 32, 16, 3, 8, 0, 1, 8, 0, 2, 0.0, "patch2image_light"),
 }
 
 
@@ -159,29 +161,35 @@ def time_inferer(
     return time_fn(run, warmup=warmup, repeat=repeat, device=device).median
 
 
-def stride3_seconds(
+def tiled_seconds(
     model: nn.Module,
     image: Tensor,
+    stride: int,
     scale: Scale,
     device: torch.device,
     precision: str,
 ) -> tuple[float, int, str]:
-    """(seconds per image, tiles per image, "measured" or "extrapolated from N tiles")."""
+    """Seconds per image of the sliding window at ``stride``: (seconds, tiles per image,
+    "measured" or "extrapolated from N tiles").
+
+    A block of about ``scale.block_tiles`` tiles (a crop of the image, through the same
+    Inferer) is timed first; if the whole image would take longer than
+    ``scale.measure_limit_s`` the block's time per tile x the image's tile count is reported.
+    """
     h, w = image.shape[-2:]
-    ny, nx = fine_grid(h, w, scale.tile, scale.fine_stride)
+    ny, nx = fine_grid(h, w, scale.tile, stride)
     total = ny * nx
-    inferer = Inferer("sliding", scale.tile, scale.fine_stride, batch_size=scale.batch)
-    ky, kx = min(scale.subset_tiles[0], ny), min(scale.subset_tiles[1], nx)
-    crop = image[
-        ...,
-        : scale.tile + scale.fine_stride * (ky - 1),
-        : scale.tile + scale.fine_stride * (kx - 1),
-    ]
-    block = time_inferer(model, crop, inferer, device, precision, 1, 1)
-    estimate = block / (ky * kx) * total
-    if estimate <= scale.measure_limit_s:
-        return time_inferer(model, image, inferer, device, precision, 0, 1), total, "measured"
-    return estimate, total, f"extrapolated from {ky * kx} tiles"
+    inferer = Inferer("sliding", scale.tile, stride, batch_size=scale.batch)
+    kx = min(nx, scale.block_tiles)
+    ky = min(ny, max(1, scale.block_tiles // kx))
+    crop = image[..., : scale.tile + stride * (ky - 1), : scale.tile + stride * (kx - 1)]
+    cy, cx = fine_grid(crop.shape[-2], crop.shape[-1], scale.tile, stride)
+    block = time_inferer(model, crop, inferer, device, precision, scale.block_warmup, 1)
+    estimate = block / (cy * cx) * total
+    if estimate <= scale.measure_limit_s or cy * cx == total:
+        seconds = time_inferer(model, image, inferer, device, precision, 0, scale.repeat)
+        return seconds, total, "measured"
+    return estimate, total, f"extrapolated from {cy * cx} tiles"
 
 
 def disk_to_disk(
@@ -199,7 +207,7 @@ def disk_to_disk(
     out_dir.mkdir(exist_ok=True)
 
     def one(name: str) -> None:
-        raw = torch.from_numpy(read_image(folder / f"{name}.png")).permute(2, 0, 1)[None]
+        raw = torch.from_numpy(read_image(folder / f"{name}.png").copy()).permute(2, 0, 1)[None]
         fov = torch.from_numpy(read_mask(folder / f"{name}_mask.png").astype(bool))[None]
         raw, fov = raw.to(device), fov.to(device)
         conditioned = pre.condition(raw)
@@ -240,21 +248,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--naive-model",
-        default="unet",
-        help="method of the batched vs per-tile comparison (default: unet)",
+        default=None,
+        help="method of the batched vs per-tile comparison (default: unet; quick: "
+        "patch2image_miniunet, to keep `make bench` short)",
     )
     parser.add_argument(
         "--measure-limit",
         type=float,
         default=None,
-        help="measure stride 3 on the whole image when the estimate is below this many "
-        "seconds, else extrapolate (default: 600 full, 10 quick)",
+        help="measure a sliding window on the whole image when a timed block of tiles says it "
+        "takes less than this many seconds, else extrapolate (default: 900 full, 5 quick)",
     )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
     args = parse_args(argv)
+    apply_threads(args)
     scale_name = scale_of(args)
     scale = SCALES[scale_name]
     if args.measure_limit is not None:
@@ -281,6 +291,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
             "precision",
             "whole s/image",
             f"sliding {scale.stride} s/image",
+            f"sliding {scale.stride} how",
             f"stride {scale.fine_stride} s/image",
             f"stride {scale.fine_stride} tiles",
             f"stride {scale.fine_stride} how",
@@ -299,11 +310,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
             whole = time_inferer(
                 model, x, Inferer("whole"), device, precision, scale.warmup, scale.repeat
             )
-            sliding_inferer = Inferer("sliding", scale.tile, scale.stride, batch_size=scale.batch)
-            sliding = time_inferer(
-                model, x, sliding_inferer, device, precision, min(scale.warmup, 1), scale.repeat
+            sliding, _, sliding_how = tiled_seconds(
+                model, x, scale.stride, scale, device, precision
             )
-            fine, tiles, how = stride3_seconds(model, x, scale, device, precision)
+            fine, tiles, how = tiled_seconds(model, x, scale.fine_stride, scale, device, precision)
             speed.add(
                 model=method.label,
                 config=source,
@@ -314,6 +324,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                     "precision": precision,
                     "whole s/image": whole,
                     f"sliding {scale.stride} s/image": sliding,
+                    f"sliding {scale.stride} how": sliding_how,
                     f"stride {scale.fine_stride} s/image": fine,
                     f"stride {scale.fine_stride} tiles": tiles,
                     f"stride {scale.fine_stride} how": how,
@@ -327,9 +338,10 @@ def main(argv: list[str] | None = None) -> list[Path]:
         "is a normalised synthetic fundus image already in memory (1 channel for the gray-input "
         "methods R2U-Net and patch2image, 3 otherwise), batch 1, torch.no_grad.",
         f"Sliding windows run {scale.batch} tiles per forward pass, mean blend, reflect padding.",
-        f"Stride {scale.fine_stride}: 'extrapolated' = seconds of a measured block of tiles "
-        "(a crop of the same image, through the same Inferer) / its tile count x the image's "
-        "tile count; the blending work scales the same way.",
+        "'extrapolated from N tiles' = seconds of a measured block of N tiles (a crop of the "
+        "same image through the same Inferer) / N x the image's tile count (the gather / blend "
+        "work scales the same way); used when measuring the whole image would take more than "
+        f"{scale.measure_limit_s:g} s.",
         "Paper times are on other hardware (GPU named in the cell); compare orders of "
         "magnitude, or CPU rows with the CPU figures.",
     ]
@@ -376,7 +388,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     )
 
     # ---- batched sliding window vs a naive loop
-    naive_method = find_methods(args.naive_model)[0]
+    naive_method = find_methods(args.naive_model or scale.naive_model)[0]
     naive = Table(
         table_name("inference_sliding_vs_naive", scale_name),
         f"Batched sliding window (retina_lightning.inference.sliding_window, {scale.batch} "

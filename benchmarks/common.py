@@ -19,7 +19,7 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,11 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def difference(a: float | None, b: float | None) -> float | None:
+    """``a - b``, or None when either is missing."""
+    return None if a is None or b is None else a - b
+
+
 def log(message: str) -> None:
     """One progress line (flushed, so it shows up under ``make`` and in CI logs)."""
     print(message, flush=True)
@@ -166,7 +171,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+        return f"{value:,}" if abs(value) >= 1000 else str(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
@@ -265,11 +270,26 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: CPU, plus cuda fp32 and AMP rows when a GPU is visible (default)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op CPU threads (default: torch's choice). On a machine shared with "
+        "other busy processes use 1: oversubscribed OpenMP threads make timings meaningless",
+    )
+    parser.add_argument(
         "--out-dir",
         type=Path,
         default=RESULTS_DIR,
         help=f"where the .md / .csv tables go (default: {RESULTS_DIR.relative_to(REPO)})",
     )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set torch's intra-op threads from ``--threads`` (before :func:`machine_info`)."""
+    if getattr(args, "threads", None):
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
 
 
 def scale_of(args: argparse.Namespace) -> str:
@@ -280,15 +300,3 @@ def table_name(base: str, scale: str) -> str:
     """Full-scale tables keep the plain name; quick / tiny ones get a suffix, so a quick run
     never overwrites a full one."""
     return base if scale == "full" else f"{base}_{scale}"
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op threads (``None``: leave as is)."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

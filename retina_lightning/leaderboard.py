@@ -903,10 +903,11 @@ def _write(text: str, output: str | None) -> None:
 
 
 def _checkpoint_label(path: Path) -> str:
-    """``runs/drive/dpn/<stamp>/checkpoints/best.ckpt`` -> ``drive/dpn``; else the stem."""
-    run = path.resolve().parent.parent if path.parent.name == "checkpoints" else None
-    if run is not None:
-        return "/".join(run.parent.parts[-2:])
+    """``.../runs/drive/dpn/<stamp>/checkpoints/x.ckpt`` -> ``drive/dpn``; else the stem."""
+    parts = path.resolve().parts
+    if "runs" in parts and path.parent.name == "checkpoints":
+        i = len(parts) - 1 - parts[::-1].index("runs")
+        return "/".join(parts[i + 1 : -3]) or path.stem
     return path.stem
 
 
@@ -941,6 +942,16 @@ def _cross_main(argv: list[str]) -> int:
         accelerator=ns.accelerator,
         results_dir=ns.results_dir,
     )
+    if not ns.names:  # a checkpoint trained on exactly one of the columns takes its name
+        rows = [
+            matrix.test[int(np.flatnonzero(d)[0])] if d.sum() == 1 else n
+            for n, d in zip(matrix.train, matrix.in_domain)
+        ]
+        if len(set(rows)) == len(rows):
+            matrix.reports = {
+                (rows[matrix.train.index(r)], c): v for (r, c), v in matrix.reports.items()
+            }
+            matrix.train = rows
     _write(matrix.to_markdown() if ns.format == "md" else matrix.to_csv(), ns.output)
     return 0
 

@@ -19,8 +19,13 @@ def data_root() -> Path | None:
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
+    # One intra-op thread: the tests use small tensors, where thread start-up costs more than
+    # it saves, and pytest-xdist runs one worker per core.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import json
 import os
-import sys
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,17 @@ from retina_lightning.tasks import SegmentationTask
 from retina_lightning.types import Sample, as_output
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "data"))
-import make_fixtures  # noqa: E402
+
+
+def _import_fixtures():
+    path = REPO / "tests" / "data" / "make_fixtures.py"
+    spec = importlib.util.spec_from_file_location("retina_make_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_fixtures = _import_fixtures()
 
 CONFIGS = sorted(
     str(p.relative_to(REPO / "configs"))
@@ -51,6 +61,16 @@ CONFIGS = sorted(
 )
 DRIVE_SHORT = [c for c in CONFIGS if c.startswith("drive/") and c.endswith("_short.yaml")]
 DATA_ROOT = Path(os.environ.get("RETINA_DATA_ROOT", "/nonexistent")).expanduser()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on the 2 shared cores two OpenMP threads spin against other
+    processes and make the small convolutions here 10-30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def load(config: str) -> dict[str, Any]:
@@ -262,6 +282,31 @@ def test_short_variant_keeps_the_recipe(config):
     assert set(callbacks(short)) == set(callbacks(full))
 
 
+@pytest.mark.parametrize(
+    ("config", "count"),
+    [
+        ("drive/dpn.yaml", 95_988),  # "about 96k" (002 sec. 3.1, 5)
+        ("drive/patch2image_light.yaml", 8_889),  # 004 sec. 6.2
+        ("drive/patch2image_miniunet.yaml", 316_657),
+        ("drive/patch2image_dense.yaml", 1_032_588),
+    ],
+)
+def test_paper_parameter_counts(config, count):
+    """The recipes build the papers' networks at the papers' sizes (also in docs/configs.md)."""
+    task = instantiate("model", load(config)["model"])
+    assert sum(p.numel() for p in task.model.parameters()) == count
+    assert f"{count:,}" in (REPO / "docs" / "configs.md").read_text()
+
+
+def test_docs_name_existing_configs():
+    """Every config that docs/configs.md names exists, and every recipe is in its tables."""
+    text = (REPO / "docs" / "configs.md").read_text()
+    named = set(re.findall(r"`([a-z0-9_]+/[a-z0-9_]+\.yaml)`", text))
+    assert named and named <= set(CONFIGS), sorted(named - set(CONFIGS))
+    recipes = {c for c in CONFIGS if c.startswith("drive/") and not is_short(c)}
+    assert recipes <= named, sorted(recipes - named)
+
+
 # --------------------------------------------------------------------------------------------
 # (a) content: model, preprocessing, target and loss agree, for every config
 
@@ -297,7 +342,6 @@ def test_model_matches_data_and_loss(config):
         f"{preprocess.out_channels}"
     )
     expected_classes = 3 if data.get("target") == "av" else 1
-    assert task.num_classes == expected_classes
     multiple = int(getattr(model, "required_multiple", 1))
     assert data.get("patch_size", 128) % multiple == 0
     if task.inferer.mode == "sliding":
@@ -310,6 +354,12 @@ def test_model_matches_data_and_loss(config):
     fov = torch.ones(2, 32, 32, dtype=torch.bool)
     model.train()
     output = as_output(model(x))
+    assert output.main.shape == (2, expected_classes, 32, 32)
+    # the task reads the class count off the model: its metrics depend on it
+    assert task.num_classes == expected_classes, (
+        f"{config}: SegmentationTask infers {task.num_classes} classes for a model with "
+        f"{expected_classes} output channels"
+    )
     loss = compute_loss(task.loss, output, target, fov, x)
     assert torch.isfinite(loss)
     if output.aux:

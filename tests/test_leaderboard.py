@@ -17,6 +17,7 @@ import yaml
 from scipy.stats import wilcoxon
 
 from retina_lightning.leaderboard import (
+    CrossDatasetMatrix,
     LeaderboardError,
     collect_runs,
     leaderboard_main,
@@ -26,6 +27,7 @@ from retina_lightning.leaderboard import (
 )
 from retina_lightning.reference import PAPERS, REPORTED, reported
 
+REPO = Path(__file__).resolve().parents[1]
 CONFUSION = ("se", "sp", "acc", "precision", "f1", "jaccard")
 IMAGES = [f"{i:02d}_test" for i in range(1, 7)]
 
@@ -387,3 +389,79 @@ def test_reference_rows_cite_their_papers():
     cross = reported("stare", cross_dataset=True)
     assert [r.metrics["auroc"] for r in cross] == [0.9559, 0.9689]
     assert all(r.train_dataset == "drive" for r in cross)
+
+
+def _synthetic_config(path: Path, seed: int, **style: float) -> Path:
+    """A tiny experiment config: the quickstart U-Net on a SyntheticFundus setting."""
+    config = yaml.safe_load((REPO / "configs" / "synthetic" / "unet.yaml").read_text())
+    config["trainer"].update(max_epochs=1, enable_progress_bar=False, enable_model_summary=False)
+    model = config["model"]["init_args"]
+    model["model"]["init_args"].update(base_channels=4, depth=2)
+    model.update(connectivity=False, figures=False)
+    data = config["data"]["init_args"]
+    data["dataset"]["init_args"].update(
+        num_train=3, num_test=2, height=64, width=64, seed=seed, **style
+    )
+    data.update(patch_size=32, batch_size=2, steps_per_epoch=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_cross_dataset_matrix(tmp_path: Path, monkeypatch):
+    from retina_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    cfg_a = _synthetic_config(tmp_path / "configs" / "synth_a.yaml", seed=0)
+    # another "device": fainter vessels, more noise and blur
+    cfg_b = _synthetic_config(
+        tmp_path / "configs" / "synth_b.yaml",
+        seed=5,
+        vessel_contrast=0.5,
+        noise_std=0.08,
+        blur_sigma=1.5,
+    )
+    main(["fit", "--config", str(cfg_a)])
+    main(["fit", "--config", str(cfg_b)])
+    ckpt_a = next((tmp_path / "runs" / "synth_a").glob("*/checkpoints/last.ckpt"))
+    ckpt_b = next((tmp_path / "runs" / "synth_b").glob("*/checkpoints/last.ckpt"))
+    out = tmp_path / "cross.csv"
+    args = ["cross", "--checkpoints", str(ckpt_a), str(ckpt_b), "--configs", str(cfg_a)]
+    assert leaderboard_main([*args, str(cfg_b), "--format", "csv", "--output", str(out)]) == 0
+    cells = {(r["train"], r["test"]): r for r in csv.DictReader(out.open())}
+    assert sorted(cells) == [(a, b) for a in ("synth_a", "synth_b") for b in ("synth_a", "synth_b")]
+    assert {k for k, r in cells.items() if r["in_domain"] == "True"} == {
+        ("synth_a", "synth_a"),
+        ("synth_b", "synth_b"),
+    }
+    # an off-diagonal cell is `retina test` of that checkpoint on the other data
+    main(["test", "--config", str(cfg_b), "--ckpt_path", str(ckpt_a)])
+    report = json.loads((ckpt_a.parent.parent / "test" / "metrics.json").read_text())
+    assert float(cells[("synth_a", "synth_b")]["auroc"]) == pytest.approx(
+        report["pooled"]["auroc"], abs=1e-7
+    )
+    assert float(cells[("synth_a", "synth_b")]["f1@opt"]) == pytest.approx(
+        report["pooled"]["f1@opt"], abs=1e-7
+    )
+    assert cells[("synth_a", "synth_a")]["auroc"] != cells[("synth_a", "synth_b")]["auroc"]
+
+
+def test_cross_dataset_markdown():
+    matrix = CrossDatasetMatrix(
+        ["drive", "stare"],
+        ["drive", "stare"],
+        np.array([[0.98, 0.95], [0.96, 0.99]]),
+        np.array([[0.82, 0.70], [0.75, 0.84]]),
+        np.eye(2, dtype=bool),
+    )
+    lines = matrix.to_markdown().splitlines()
+    assert lines[2] == "| train \\ test | drive | stare |"
+    assert lines[4] == "| drive | 0.9800* | 0.9500 |"
+    assert lines[5] == "| stare | 0.9600 | 0.9900* |"
+    assert "| stare | 0.7500 | 0.8400* |" in lines
+    rows = list(csv.DictReader(io.StringIO(matrix.to_csv())))
+    assert [(r["train"], r["test"], r["in_domain"]) for r in rows][:2] == [
+        ("drive", "drive", "True"),
+        ("drive", "stare", "False"),
+    ]

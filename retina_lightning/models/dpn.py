@@ -119,6 +119,7 @@ class DPN(nn.Module):
         side_outputs: Sequence[int] = (1, 3, 5),
     ) -> None:
         super().__init__()
+        self.in_channels, self.num_classes = in_channels, num_classes
         side = tuple(int(i) for i in side_outputs)
         if num_dpr_blocks < 1:
             raise ValueError(f"DPN needs num_dpr_blocks >= 1, got {num_dpr_blocks}")

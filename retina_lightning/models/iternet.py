@@ -162,6 +162,7 @@ class IterNet(nn.Module):
             )
         self.iterations = iterations
         self.required_multiple: int = 2 ** max(unet_depth, mini_unet_depth)
+        self.in_channels, self.num_classes = in_channels, num_classes
         self.base = IterNetModule(
             in_channels, num_classes, base_channels, unet_depth, dropout, batch_norm
         )

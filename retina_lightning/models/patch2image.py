@@ -64,6 +64,7 @@ class LightNet(nn.Module):
     ) -> None:
         super().__init__()
         self.required_multiple: int = 4
+        self.in_channels, self.num_classes = in_channels, num_classes
         f = filters
         self.encoder = nn.Sequential(
             _conv_relu(in_channels, f),
@@ -105,6 +106,7 @@ class MiniUNet(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 1, base_channels: int = 16) -> None:
         super().__init__()
         self.required_multiple: int = 4
+        self.in_channels, self.num_classes = in_channels, num_classes
         b0, b1 = base_channels, 2 * base_channels
         self.enc0 = nn.Sequential(
             _conv_relu(in_channels, b0), _conv_relu(b0, b0), _conv_relu(b0, 2 * b0)
@@ -249,6 +251,7 @@ class DenseNetP2I(nn.Module):
         if not block_layers:
             raise ValueError("DenseNetP2I needs at least one dense block (block_layers is empty)")
         self.required_multiple: int = 2 ** len(block_layers)
+        self.in_channels, self.num_classes = in_channels, num_classes
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, omega, 7, padding=3, bias=False),
             nn.BatchNorm2d(omega),

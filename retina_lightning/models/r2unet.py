@@ -100,6 +100,7 @@ class R2UNet(nn.Module):
         if depth < 1:
             raise ValueError(f"R2UNet depth must be >= 1 (number of poolings), got {depth}")
         self.required_multiple: int = 2**depth
+        self.in_channels, self.num_classes = in_channels, num_classes
         widths = [base_channels * 2**level for level in range(depth + 1)]
         # encoder[0 .. depth-1] are the encoder blocks, encoder[depth] is the bottleneck
         self.encoder = nn.ModuleList([RRCNNBlock(in_channels, widths[0], t, batch_norm)])

@@ -149,6 +149,7 @@ class SmpModel(nn.Module):
         self.encoder_depth = encoder_depth
         output_stride = int(getattr(self.model.encoder, "output_stride", 1))
         self.required_multiple: int = max(2**encoder_depth, output_stride)
+        self.in_channels, self.num_classes = in_channels, num_classes
         size = max(64, 2 * self.required_multiple)  # large enough for 5x5 kernels at stride 32
         #: encoder stages the output does not depend on (ResNet ``layer4`` at depth 4)
         self.dropped_modules: list[str] = drop_unused_modules(

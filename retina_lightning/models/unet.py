@@ -95,6 +95,7 @@ class UNet(nn.Module):
         if depth < 1:
             raise ValueError(f"UNet depth must be >= 1 (number of poolings), got {depth}")
         self.required_multiple: int = 2**depth
+        self.in_channels, self.num_classes = in_channels, num_classes
         widths = [base_channels * 2**level for level in range(depth + 1)]
         self.encoder = nn.ModuleList([DoubleConv(in_channels, widths[0], batch_norm, dropout)])
         self.encoder.extend(

@@ -89,8 +89,10 @@ def distillation_kl(
         )
     k = zs.shape[1]
     # (B, K, H, W) -> (N, K) pixels, FOV selected by indexing (nothing outside leaks in)
-    zs = zs.float().permute(0, 2, 3, 1).reshape(-1, k)
-    zt = zt.float().permute(0, 2, 3, 1).reshape(-1, k)
+    # half-precision logits (autocast) are promoted; float64 stays float64
+    dtype = torch.float64 if zs.dtype == torch.float64 else torch.float32
+    zs = zs.to(dtype).permute(0, 2, 3, 1).reshape(-1, k)
+    zt = zt.to(dtype).permute(0, 2, 3, 1).reshape(-1, k)
     if fov is not None:
         mask = fov.reshape(-1).bool()
         if mask.numel() != zs.shape[0]:

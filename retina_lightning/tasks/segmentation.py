@@ -120,14 +120,20 @@ class SegmentationTask(LightningModule):
 
     @staticmethod
     def _infer_num_classes(model: nn.Module) -> int:
+        """Output channels of ``model``: its ``num_classes`` attribute (every suite model has
+        one), else measured with one tiny forward pass (any user ``nn.Module``)."""
         n = getattr(model, "num_classes", None)
         if isinstance(n, int):
             return n
-        for attr in ("classes", "out_channels"):
-            n = getattr(model, attr, None)
-            if isinstance(n, int):
-                return n
-        return 1
+        first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        side = 2 * int(getattr(model, "required_multiple", 16) or 16)
+        x = torch.zeros(1, first.in_channels if first is not None else 3, side, side)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            n = as_output(model(x)).main.shape[1]
+        model.train(was_training)
+        return int(n)
 
     @property
     def num_parameters(self) -> int:

@@ -1,0 +1,328 @@
+"""The benchmark scripts: --help, their helpers, and tiny end-to-end runs that write tables.
+
+Nothing here asserts a timing: only shapes, columns, equalities and bookkeeping.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SCRIPTS = ("bench_data", "bench_inference", "bench_scaling", "bench_accuracy")
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The scripts' --threads sets torch's global thread count: give it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def bench(name: str):
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help(script, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench(script).main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--quick", "--tiny", "--device", "--out-dir", "--threads"):
+        assert option in out
+    assert f"{script}.py" in out
+
+
+# ----------------------------------------------------------------------------- common
+
+
+def test_time_fn_runs_warmup_and_repeats():
+    from benchmarks.common import time_fn
+
+    calls = []
+    timing = time_fn(lambda: calls.append(1), warmup=2, repeat=5)
+    assert len(calls) == 7
+    assert timing.repeat == 5
+    assert 0 <= timing.min <= timing.median
+    with pytest.raises(ValueError, match="repeat"):
+        time_fn(lambda: None, repeat=0)
+
+
+def test_write_table_markdown_and_csv(tmp_path):
+    from benchmarks.common import Table, fmt, read_table, write_table
+
+    table = Table("demo", "A demo", ["name", "value", "count"], notes=["a note"])
+    table.add(name="a", value=0.123456, count=12345)
+    table.add(name="b|c", value=None, count=3)
+    with pytest.raises(KeyError, match="nope"):
+        table.add(nope=1)
+    info = {"cpu": "Test CPU", "gpu": "none"}
+    md, csv_path = write_table(table, tmp_path, "python x.py --quick", info)
+    text = md.read_text()
+    assert text.startswith("# A demo\n")
+    assert "Command: `python x.py --quick`" in text and "- cpu: Test CPU" in text
+    assert "| name | value | count |" in text
+    assert "| a | 0.1235 | 12,345 |" in text
+    assert "| b/c | - | 3 |" in text and "- a note" in text
+    assert csv_path.read_text().startswith("# A demo\n# command: python x.py --quick\n")
+    rows = read_table(csv_path)
+    assert rows == [
+        {"name": "a", "value": "0.123456", "count": "12345"},
+        {"name": "b|c", "value": "", "count": "3"},
+    ]
+    assert (fmt(True), fmt(math.nan), fmt(2.5e-5), fmt(7)) == ("yes", "-", "2.500e-05", "7")
+
+
+def test_run_settings_cpu_always_first():
+    from benchmarks.common import autocast, run_settings
+
+    settings = run_settings("cpu")
+    assert settings == [(torch.device("cpu"), "fp32")]
+    auto = run_settings("auto")
+    assert auto[0] == (torch.device("cpu"), "fp32")
+    assert len(auto) == (3 if torch.cuda.is_available() else 1)
+    with pytest.raises(ValueError, match="precision"):
+        autocast(torch.device("cpu"), "fp8")
+
+
+def test_machine_info_names_cpu_and_torch():
+    from benchmarks.common import machine_info
+
+    info = machine_info()
+    assert info["torch"].startswith(torch.__version__)
+    assert info["cpu"] and "cores" in info
+    assert ("none" in info["gpu"]) == (not torch.cuda.is_available())
+
+
+# ------------------------------------------------------------------------ bench_data
+
+
+def test_conventional_patches_match_the_device_pipeline_shapes():
+    from retina_lightning.data import SyntheticFundus
+
+    bd = bench("bench_data")
+    samples = SyntheticFundus(num_train=2, num_test=0, height=64, width=64, seed=1).load("training")
+    dataset = bd.ConventionalPatches(samples, 32, bd.AUGMENT, length=8, seed=0)
+    assert dataset.context == 46  # ceil(32 * sqrt(2) / 2) * 2: room for the rotation
+    image, label, fov = dataset[3]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+    assert label.shape == fov.shape == (32, 32)
+    assert set(label.unique().tolist()) <= {0, 1} and fov.dtype == torch.bool
+    again = dataset[3]
+    assert torch.equal(image, again[0]) and torch.equal(label, again[1])  # seeded per index
+    assert not torch.equal(image, dataset[4][0])
+
+
+def test_bench_data_tiny_writes_both_tables(tmp_path):
+    bd = bench("bench_data")
+    paths = bd.main(["--tiny", "--threads", "1", "--workers", "0", "--out-dir", str(tmp_path)])
+    from benchmarks.common import read_table
+
+    names = sorted(p.name for p in paths)
+    assert names == [
+        "data_throughput_tiny.csv",
+        "data_throughput_tiny.md",
+        "data_wait_tiny.csv",
+        "data_wait_tiny.md",
+    ]
+    rows = read_table(tmp_path / "data_throughput_tiny.csv")
+    assert list(rows[0]) == [
+        "pipeline",
+        "device",
+        "workers",
+        "ms/batch (min)",
+        "ms/batch (median)",
+        "patches/s",
+        "vs best DataLoader",
+    ]
+    assert [r["device"] for r in rows] == ["cpu", "cpu"]
+    assert rows[0]["pipeline"].startswith("device sampler")
+    assert float(rows[1]["vs best DataLoader"]) == 1.0  # the only DataLoader row is the best
+    for r in rows:
+        assert float(r["ms/batch (min)"]) <= float(r["ms/batch (median)"])
+    wait = read_table(tmp_path / "data_wait_tiny.csv")
+    assert list(wait[0]) == [
+        "pipeline",
+        "device",
+        "precision",
+        "workers",
+        "data ms/step",
+        "step ms",
+        "waiting for data",
+    ]
+    for r in wait:
+        share = float(r["waiting for data"])
+        assert 0.0 <= share <= 1.0
+        assert share == pytest.approx(float(r["data ms/step"]) / float(r["step ms"]))
+
+
+# ------------------------------------------------------------------- bench_inference
+
+
+def test_tile_grid_of_drive():
+    bi = bench("bench_inference")
+    # 584 x 565 padded to 128 + 3k: ceil(456 / 3) + 1 = 153 rows, ceil(437 / 3) + 1 = 147 cols
+    assert bi.fine_grid(584, 565, 128, 3) == (153, 147)
+    assert bi.fine_grid(584, 565, 128, 64) == (9, 8)
+    assert bi.fine_grid(100, 100, 128, 64) == (1, 1)
+
+
+def test_naive_loop_equals_batched_sliding_window():
+    from retina_lightning.inference import Inferer
+    from retina_lightning.models import UNet
+
+    bi = bench("bench_inference")
+    model = UNet(3, 1, base_channels=4, depth=2).eval()
+    image = torch.randn(2, 3, 45, 38)
+    batched = Inferer("sliding", tile_size=16, stride=8, batch_size=5)(model, image)
+    naive = bi.naive_sliding_window(model, image, tile=16, stride=8)
+    assert naive.shape == batched.shape == (2, 1, 45, 38)
+    assert torch.allclose(naive, batched, atol=1e-5, rtol=0)
+
+
+def test_bench_inference_tiny_writes_three_tables(tmp_path):
+    from benchmarks.common import read_table
+
+    bi = bench("bench_inference")
+    bi.main(
+        [
+            "--tiny",
+            "--threads",
+            "1",
+            "--models",
+            "patch2image_light,dpn",
+            "--disk-model",
+            "patch2image_light",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
+    speed = read_table(tmp_path / "inference_speed_tiny.csv")
+    assert list(speed[0]) == [
+        "model",
+        "config",
+        "params",
+        "paper params",
+        "device",
+        "precision",
+        "whole s/image",
+        "sliding 16 s/image",
+        "sliding 16 how",
+        "stride 3 s/image",
+        "stride 3 tiles",
+        "stride 3 how",
+        "paper s/image",
+    ]
+    assert [r["model"] for r in speed] == ["Light (patch2image)", "DPN"]
+    assert [int(r["params"]) for r in speed] == [8889, 95988]  # 004 and 002's counts
+    assert all(int(r["stride 3 tiles"]) == 12 * 12 for r in speed)  # (64 - 32) / 3 -> 12 x 12
+    assert speed[0]["stride 3 how"] == "extrapolated from 8 tiles"
+    disk = read_table(tmp_path / "inference_disk_tiny.csv")
+    assert disk[0]["images"] == "2"
+    assert float(disk[0]["images/s"]) == pytest.approx(1 / float(disk[0]["s/image"]))
+    naive = read_table(tmp_path / "inference_sliding_vs_naive_tiny.csv")
+    assert naive[0]["tiles"] == "9" and naive[0]["same output"] == "True"
+    assert float(naive[0]["max abs diff"]) <= 1e-5
+
+
+# --------------------------------------------------------------------- bench_scaling
+
+
+def test_scaling_child_measures_one_setting():
+    bs = bench("bench_scaling")
+    setting = bs.Setting("train patches", "tiny", 48, 40, "cpu", "fp32", 1, "tiny")
+    result = bs.run_child(setting)
+    assert set(result) == {
+        "seconds_min",
+        "seconds_median",
+        "peak_mib",
+        "baseline_mib",
+        "rss_peak_mib",
+    }
+    assert 0 < result["seconds_min"] <= result["seconds_median"]
+    assert result["peak_mib"] >= result["baseline_mib"] > 0
+
+
+# --------------------------------------------------------------------- bench_accuracy
+
+
+def test_budget_and_arguments(tmp_path, monkeypatch):
+    ba = bench("bench_accuracy")
+    from benchmarks.reference import METHODS, Method
+
+    assert ba.max_time(20) == "00:00:20:00"
+    assert ba.max_time(0.5) == "00:00:00:30"
+    assert ba.max_time(90) == "00:01:30:00"
+    assert ba.budget_tag(1) == "1min" and ba.budget_tag(0.5) == "0p5min"
+
+    monkeypatch.delenv("RETINA_DATA_ROOT", raising=False)
+    assert ba.drive_root(None) is None
+    (tmp_path / "DRIVE" / "training").mkdir(parents=True)
+    assert ba.drive_root(str(tmp_path)) is None  # no test/ yet
+    (tmp_path / "DRIVE" / "test").mkdir()
+    assert ba.drive_root(str(tmp_path)) == (tmp_path / "DRIVE").resolve()
+    assert ba.drive_root(str(tmp_path / "DRIVE")) == (tmp_path / "DRIVE").resolve()
+    monkeypatch.setenv("RETINA_DATA_ROOT", str(tmp_path))
+    assert ba.drive_root(None) == (tmp_path / "DRIVE").resolve()
+
+    args, note = ba.method_arguments(METHODS["dpn"], tmp_path / "DRIVE")
+    assert args == [
+        "--config",
+        str(REPO / "configs/drive/dpn.yaml"),
+        f"--data.init_args.dataset.init_args.root={tmp_path / 'DRIVE'}",
+    ]
+    assert note == "configs/drive/dpn.yaml"
+    args, _ = ba.method_arguments(METHODS["dpn"], None)
+    assert "--data.init_args.dataset.class_path=retina_lightning.data.SyntheticFundus" in args
+
+    missing = Method("no_such_config", "X", "retina_lightning.models.LightNet", {"in_channels": 1})
+    args, note = ba.method_arguments(missing, tmp_path / "DRIVE")
+    assert args[:2] == ["--config", str(REPO / "configs/synthetic/unet.yaml")]
+    assert "--model.init_args.model.class_path=retina_lightning.models.LightNet" in args
+    assert "--model.init_args.model.init_args.in_channels=1" in args
+    assert "--data.init_args.preprocess.channels=gray" in args
+    assert "--data.init_args.dataset.class_path=retina_lightning.data.DRIVE" in args
+    assert "missing" in note
+
+
+@pytest.mark.slow
+def test_bench_accuracy_tiny_fit_and_test(tmp_path):
+    from benchmarks.common import read_table
+
+    ba = bench("bench_accuracy")
+    ba.main(
+        [
+            "--tiny",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--methods",
+            "dpn",
+            "--out-dir",
+            str(tmp_path / "results"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+    rows = read_table(tmp_path / "results" / "accuracy_tiny.csv")
+    assert [r["method"] for r in rows] == ["DPN", "2nd human observer"]
+    dpn = rows[0]
+    assert dpn["params"] == "95988" and dpn["train steps"] == "2" and dpn["epochs"] == "1.0"
+    for key in ("Se", "Sp", "Acc", "AUC", "F1", "Conn", "threshold"):
+        assert 0.0 <= float(dpn[key]) <= 1.0
+    assert dpn["AUC - paper"] == ""  # not DRIVE: no comparison with the paper
+    metrics = list((tmp_path / "runs" / "bench_accuracy" / "tiny" / "dpn").glob("*/test/"))
+    assert len(metrics) == 1 and (metrics[0] / "metrics.json").is_file()
+    assert np.isfinite(float(rows[1]["F1"]))
