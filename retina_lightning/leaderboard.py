@@ -461,7 +461,7 @@ class Leaderboard:
                     r.dataset,
                     r.protocol,
                     r.n,
-                    r.num_parameters or "",
+                    int(r.num_parameters) if r.num_parameters else "",
                     r.images_per_s or "",
                     *vals,
                     r.source,

@@ -66,7 +66,8 @@ class WholeImageDataModule(RetinaDataModule):
     images: patch2image's image-level training (004 sec. 5.2 phase 4, batch 1, sec. 6.3).
 
     Each training step takes ``batch_size`` training images (a fresh seeded permutation of the
-    training set every epoch, so ``steps_per_epoch = ceil(n_train / batch_size)`` is one pass),
+    training set every epoch, so ``steps_per_epoch = ceil(n_train / batch_size)`` is one pass;
+    under DDP the ranks share the permutation and take interleaved batches),
     conditioned as for validation, zero-padded at the bottom / right to a square whose side is
     a multiple of ``multiple`` (outside the image: label 0, FOV False, so the loss ignores the
     padding), augmented (the datamodule's ``augment``; square, so 90-degree rotations keep the
@@ -113,9 +114,12 @@ class WholeImageDataModule(RetinaDataModule):
         trainer = self.trainer
         epoch = trainer.current_epoch if trainer is not None else 0
         rank = trainer.global_rank if trainer is not None else 0
-        gen = torch.Generator().manual_seed(step_seed(self.seed, rank, epoch, 0))
+        world = trainer.world_size if trainer is not None else 1
+        # one permutation per epoch shared by all ranks; rank r takes every world-th batch
+        gen = torch.Generator().manual_seed(step_seed(self.seed, 0, epoch, 0))
         order = torch.randperm(n, generator=gen)
-        index = order[(step * self.batch_size + torch.arange(self.batch_size)) % n].to(device)
+        start = (step * world + rank) * self.batch_size
+        index = order[(start + torch.arange(self.batch_size)) % n].to(device)
         cond, label, fov = images[index], labels[index], fovs[index]
         if self.preprocess.normalize == "dataset":
             mean, std = self.dataset_stats(device)

@@ -181,7 +181,7 @@ REPORTED: tuple[ReportedResult, ...] = (
         threshold="opt",
     ),
     ReportedResult(
-        "p2i_light",
+        "patch2image_light",
         "patch2image Light (image fine-tuned)",
         "drive",
         "official",
@@ -194,7 +194,7 @@ REPORTED: tuple[ReportedResult, ...] = (
         notes=_P2I,
     ),
     ReportedResult(
-        "p2i_mini_unet",
+        "patch2image_miniunet",
         "patch2image Mini-Unet (image fine-tuned)",
         "drive",
         "official",
@@ -207,7 +207,7 @@ REPORTED: tuple[ReportedResult, ...] = (
         notes=_P2I,
     ),
     ReportedResult(
-        "p2i_dense",
+        "patch2image_dense",
         "patch2image Dense (image fine-tuned)",
         "drive",
         "official",
@@ -255,7 +255,7 @@ REPORTED: tuple[ReportedResult, ...] = (
         notes="16 train / 4 test, no validation images; FOV masks made by colour thresholding",
     ),
     ReportedResult(
-        "p2i_mini_unet",
+        "patch2image_miniunet",
         "patch2image Mini-Unet",
         "stare",
         "5fold",
@@ -267,7 +267,7 @@ REPORTED: tuple[ReportedResult, ...] = (
         notes="5-fold cross-validation",
     ),
     ReportedResult(
-        "p2i_dense",
+        "patch2image_dense",
         "patch2image Dense",
         "stare",
         "5fold",
@@ -313,7 +313,7 @@ REPORTED: tuple[ReportedResult, ...] = (
         notes="20 train / 8 test, no validation images",
     ),
     ReportedResult(
-        "p2i_mini_unet",
+        "patch2image_miniunet",
         "patch2image Mini-Unet",
         "chase_db1",
         "4fold",
@@ -325,7 +325,7 @@ REPORTED: tuple[ReportedResult, ...] = (
         notes="4-fold cross-validation (folds keep both eyes of a child together)",
     ),
     ReportedResult(
-        "p2i_dense",
+        "patch2image_dense",
         "patch2image Dense",
         "chase_db1",
         "4fold",

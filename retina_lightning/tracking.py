@@ -30,6 +30,7 @@ import json
 import math
 import netrc
 import os
+import re
 import secrets
 import string
 import struct
@@ -182,6 +183,17 @@ def protocol_name(split: Any) -> tuple[str, int | None]:
     return cls.lower(), None
 
 
+#: experiment-name suffixes that name the split (``stare/unet_16_4``, ``chase_db1/unet_4fold``,
+#: ``stare/unet_first10``, ``stare/unet_loo``): the protocol is read from the split itself.
+_PROTOCOL_SUFFIX = re.compile(r"_(\d+_\d+|\d+fold|first\d+|loo)$")
+
+
+def method_name(name: str) -> str:
+    """The method of an experiment's last path component: ``unet_16_4`` -> ``unet``,
+    ``unet_5fold`` -> ``unet``; recipe variants stay distinct (``unet_short``)."""
+    return _PROTOCOL_SUFFIX.sub("", name) or name
+
+
 def run_identity(experiment: str | None, config: Any = None) -> RunIdentity:
     """Method, dataset, protocol, model, seed and fold of a run, from its experiment name
     (``drive/dpn``) and its resolved config (``config.yaml`` of the run directory, or the
@@ -200,6 +212,7 @@ def run_identity(experiment: str | None, config: Any = None) -> RunIdentity:
     model_cfg = _init_args(cfg.get("model") or {}).get("model") or {}
     model = _class_name(model_cfg)
     method = parts[-1] if parts and parts[-1] != "default" else (model.lower() or "unknown")
+    method = method_name(method)
     seed = cfg.get("seed_everything")
     seed = int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None
     return RunIdentity(
@@ -321,7 +334,8 @@ class RetinaWandbLogger(WandbLogger):
         if self._experiment is not None:
             rank_zero_warn("RetinaWandbLogger.configure_for_run: the W&B run already exists")
             return
-        run_dir = Path(run_dir)
+        # absolute: wandb's service process may have been started from another directory
+        run_dir = Path(run_dir).resolve()
         ident = run_identity(experiment, config)
         self.identity = ident
         init = self._wandb_init
@@ -493,7 +507,7 @@ def log_test_results(
     Call on global rank zero only.
     """
     wandb_loggers = [lg for lg in _as_list(loggers) if isinstance(lg, WandbLogger)]
-    if not wandb_loggers:
+    if not wandb_loggers or rank_zero_only.rank != 0:
         return
     import wandb
 

@@ -381,9 +381,9 @@ def test_reference_rows_cite_their_papers():
         "iternet",
         "iternet_patched",
         "dpn",
-        "p2i_light",
-        "p2i_mini_unet",
-        "p2i_dense",
+        "patch2image_light",
+        "patch2image_miniunet",
+        "patch2image_dense",
     }
     assert {r.protocol for r in reported("chase")} == {"first20-8", "first14-14", "4fold"}
     cross = reported("stare", cross_dataset=True)

@@ -101,8 +101,11 @@ def test_run_identity_from_configs():
         3,
     )
     assert protocol_name(None) == ("official", None)
-    # no config: the experiment name alone
+    # no config: the experiment name alone; split suffixes of config names are not methods
     assert run_identity("stare/iternet").dataset == "stare"
+    for name in ("unet_16_4", "unet_5fold", "unet_first10", "unet_loo", "unet"):
+        assert run_identity(f"stare/{name}").method == "unet"
+    assert run_identity("drive/unet_short").method == "unet_short"
     assert run_identity("default", {}).method == "unknown"
 
 
@@ -251,3 +254,28 @@ def test_cli_with_the_wandb_trainer_config(offline_wandb, tmp_path, monkeypatch)
     assert runs[0].run_id == runs[1].run_id
     assert "test/auroc" in runs[1].summary and runs[1].name == "unet"
     assert not (tmp_path / "wandb").exists()
+
+
+@pytest.mark.parametrize("name", ["csv", "tensorboard", "wandb", "ddp"])
+def test_trainer_configs_compose_with_an_experiment(name, capsys):
+    import yaml
+
+    from retina_lightning.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "fit",
+                "--config", str(REPO / "configs/synthetic/unet.yaml"),
+                "--config", str(REPO / f"configs/trainer/{name}.yaml"),
+                "--print_config",
+            ]
+        )  # fmt: skip
+    assert exit_info.value.code in (0, None)
+    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+    if name == "ddp":
+        assert (trainer["strategy"], trainer["sync_batchnorm"]) == ("ddp", True)
+    else:
+        paths = [lg["class_path"] for lg in trainer["logger"]]
+        assert paths[0] == "retina_lightning.tracking.RunCSVLogger"  # metrics.csv always
+        assert len(paths) == (1 if name == "csv" else 2)

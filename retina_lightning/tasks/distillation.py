@@ -264,7 +264,8 @@ class DistillationTask(SegmentationTask):
             ``"<experiment>@best|last"``, looked up under ``runs_dir``).
         tau: temperature (000: 3).
         lambda_d: weight ``lambda_D`` of the distillation term (000: 0.1).
-        loss: the supervised term ``L_CE``; default cross entropy for the output kind.
+        loss: the supervised term ``L_CE`` (kept as ``self.loss``); default cross entropy for
+            the output kind. The whole of eq. (7) is ``self.distillation``.
         kl_direction: ``"student_teacher"`` (eq. (7) as written, default) or
             ``"teacher_student"`` (Hinton); see :class:`DistillationLoss`.
         supervised_at_tau: supervised loss on the softened student (eq. (7) literally).
@@ -287,7 +288,9 @@ class DistillationTask(SegmentationTask):
         super().__init__(model=model, loss=loss, **kwargs)
         self.teacher_checkpoint = teacher_checkpoint
         self.runs_dir = runs_dir
-        self.loss = DistillationLoss(
+        # ``self.loss`` stays the supervised term (SegmentationTask's meaning of "loss");
+        # eq. (7) as a whole is ``self.distillation``
+        self.distillation = DistillationLoss(
             tau=tau,
             lambda_d=lambda_d,
             supervised=self.loss,
@@ -343,7 +346,7 @@ class DistillationTask(SegmentationTask):
         image = batch["image"]
         teacher_logits = self.teacher_logits(image)
         output = as_output(self.model(image))
-        loss = self.loss(output, teacher_logits, batch["label"], batch["fov"], image)
+        loss = self.distillation(output, teacher_logits, batch["label"], batch["fov"], image)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"distillation loss is {loss.item()} at epoch {self.current_epoch}, global step "
@@ -352,7 +355,7 @@ class DistillationTask(SegmentationTask):
             )
         bs = image.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        for name, value in self.loss.components.items():
+        for name, value in self.distillation.components.items():
             self.log(f"train/loss_{name}", value, batch_size=bs)
         return loss
 

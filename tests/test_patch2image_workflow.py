@@ -1,0 +1,108 @@
+"""patch2image's workflow (004 sec. 5.2): whole-image training batches, and the four phases of
+the Light network through the CLI, ending with the phase table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from retina_lightning.data import OfficialSplit, Preprocess, SyntheticFundus
+from retina_lightning.data.transforms import Augment
+from retina_lightning.patch2image import (
+    PHASES,
+    PhaseResult,
+    WholeImageDataModule,
+    format_phase_table,
+    main,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_whole_image_batches_cover_each_training_image_once_per_epoch():
+    datamodule = WholeImageDataModule(
+        multiple=16,
+        dataset=SyntheticFundus(num_train=4, num_test=1, height=40, width=36, seed=2),
+        split=OfficialSplit(val_fraction=0.25),
+        preprocess=Preprocess(channels="green", normalize="image"),
+        augment=Augment(hflip=False, vflip=False, rot90=False, brightness=0, contrast=0),
+        patch_size=16,
+        batch_size=1,
+        steps_per_epoch=3,
+    )
+    datamodule.setup("fit")
+    train = datamodule.samples.train
+    assert len(train) == 3
+    seen = []
+    for step in range(3):
+        batch = datamodule.training_patches(step, torch.device("cpu"))
+        assert batch["image"].shape == (1, 1, 48, 48)  # 40 x 36 padded to a square of 16s
+        assert batch["label"].shape == (1, 48, 48) and batch["fov"].dtype == torch.bool
+        fov = batch["fov"][0]
+        assert not fov[40:].any() and not fov[:, 36:].any()  # padding is outside the FOV
+        # which training image is it: the label map identifies it
+        matches = [
+            i
+            for i, s in enumerate(train)
+            if torch.equal(batch["label"][0, :40, :36], torch.from_numpy(s.label).long())
+        ]
+        assert len(matches) == 1
+        seen.append(matches[0])
+        # normalised inside the FOV with the image's own statistics, as validation images
+        x = batch["image"][0, 0][fov]
+        assert abs(x.mean().item()) < 1e-4 and abs(x.std(unbiased=False).item() - 1) < 1e-2
+    assert sorted(seen) == [0, 1, 2]
+
+
+def test_phase_table_has_004_columns(tmp_path):
+    metrics = {"pooled": {"auroc": 0.98, "sp@0.5": 0.97, "se@0.5": 0.8, "acc@0.5": 0.96}}
+    rows = [PhaseResult(p, tmp_path, tmp_path / f"{i}.json", metrics) for i, p in enumerate(PHASES)]
+    table = format_phase_table(rows)
+    lines = table.splitlines()
+    assert lines[0].split() == ["AUC", "Spec", "Sens", "Acc", "Dice", "Jaccard", "AUPRC"]
+    assert lines[1].split() == ["Patch", "0.9800", "0.9700", "0.8000", "0.9600", "-", "-", "-"]
+    assert [line.split()[0] for line in lines[1:5]] == list(PHASES)
+
+
+TINY = [
+    "--trainer.max_epochs=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--data.init_args.dataset.init_args.num_train=3",
+    "--data.init_args.dataset.init_args.num_test=1",
+    "--data.init_args.dataset.init_args.height=48",
+    "--data.init_args.dataset.init_args.width=44",
+    "--data.init_args.patch_size=16",
+    "--data.init_args.batch_size=4",
+    "--data.init_args.steps_per_epoch=2",
+    "--model.init_args.figures=false",
+]
+
+
+@pytest.mark.slow
+def test_light_chain_ends_with_the_phase_table(tmp_path, capsys):
+    config = str(REPO / "configs/patch2image/synthetic_light.yaml")
+    results = main(["--config", config, "--runs_dir", str(tmp_path), "--image_epochs", "1", *TINY])
+    assert [r.phase for r in results] == list(PHASES)
+    for r in results:
+        stored = json.loads(r.metrics_path.read_text())
+        assert stored == r.metrics and stored["model"] == "LightNet"
+        assert stored["num_parameters"] == 8889 and stored["num_images"] == 1
+    # Patch and Image/Frozen test the same checkpoint; the image phases are separate runs
+    patch, frozen, finetuned, scratch = results
+    assert patch.run_dir == frozen.run_dir and patch.metrics_path != frozen.metrics_path
+    assert len({frozen.run_dir, finetuned.run_dir, scratch.run_dir}) == 3
+    assert "patch2image/synthetic_light/finetune" in str(finetuned.run_dir)
+    # phase 4 starts from the phase-2 weights: the fine-tune run loaded every tensor
+    fine_config = (finetuned.run_dir / "config.yaml").read_text()
+    assert "TransferLearning" in fine_config and "WholeImageDataModule" in fine_config
+    assert "TransferLearning" not in (scratch.run_dir / "config.yaml").read_text()
+    out = capsys.readouterr().out
+    table = out[out.index("AUC") :].splitlines()
+    assert [line.split()[0] for line in table[1:5]] == list(PHASES)
+    for line in table[1:5]:
+        auc = float(line.split()[1])
+        assert 0.0 <= auc <= 1.0
