@@ -16,6 +16,7 @@ repeated).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,12 +24,13 @@ from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
 
 from retina_lightning.data.datamodule import RetinaDataModule
 from retina_lightning.tasks.segmentation import SegmentationTask
 
 CHECKPOINT_DIR = "checkpoints"
+#: set by the process that creates a multi-process run's directory; inherited by the other ranks
+RUN_DIR_ENV = "RETINA_RUN_DIR"
 
 
 class RunDirError(FileNotFoundError):
@@ -126,33 +128,59 @@ class RetinaCLI(LightningCLI):
         sub = self.subcommand
         cfg = self.config[sub]
         ckpt = cfg.get("ckpt_path")
-        if ckpt:
+        shared = os.environ.get(RUN_DIR_ENV)
+        if shared:  # a DDP / SLURM process of a run whose directory another rank made
+            self.run_dir = Path(shared)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        elif ckpt:
             self.run_dir = run_dir_of(Path(ckpt))
         else:
             self.run_dir = new_run_dir(self.runs_dir, self.experiment)
+        trainer = cfg.get("trainer") or {}
+        devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
+        many = nodes > 1 or (devices not in (None, 1, "1", "auto") and devices != [0])
+        if many and not shared:
+            # Lightning starts the other ranks by re-running this command: they must find
+            # this run directory instead of making their own.
+            os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
+        cfg["experiment"] = self.experiment
         self.save_config_kwargs.setdefault(
             "config_filename", "config.yaml" if sub == "fit" else f"{sub}_config.yaml"
         )
         self.save_config_kwargs.setdefault("overwrite", True)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
+        from retina_lightning.tracking import RunCSVLogger, configure_loggers
+
         trainer_cfg = self._get(self.config_init, "trainer", default={})
         trainer_cfg["default_root_dir"] = str(self.run_dir)
         if trainer_cfg.get("logger") in (None, True):
-            kwargs["logger"] = CSVLogger(save_dir=self.run_dir, name="", version="")
+            # appends on resume and after `retina test`: the training curves survive
+            trainer_cfg["logger"] = RunCSVLogger(save_dir=str(self.run_dir))
+        configure_loggers(
+            trainer_cfg.get("logger"),
+            self.run_dir,
+            self.experiment,
+            self.config[self.subcommand],
+            self.subcommand,
+        )
         callbacks = trainer_cfg.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-        if self.subcommand == "fit" and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            callbacks.append(
+        if self.subcommand in ("fit", "distill") and not any(
+            isinstance(c, ModelCheckpoint) for c in callbacks
+        ):
+            ckpt_dir = self.run_dir / CHECKPOINT_DIR
+            callbacks += [
                 ModelCheckpoint(
-                    dirpath=self.run_dir / CHECKPOINT_DIR,
+                    dirpath=ckpt_dir,
                     filename="best-epoch{epoch:03d}-auroc{val/auroc:.4f}",
                     monitor="val/auroc",
                     mode="max",
-                    save_last=True,
                     auto_insert_metric_name=False,
-                )
-            )
+                ),
+                # every epoch, whatever the monitor says: what `--ckpt_path last` resumes
+                ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False),
+            ]
         trainer_cfg["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
@@ -214,10 +242,16 @@ def _predict_main(argv: list[str]) -> int:
     return predict_main(rest)
 
 
+def _leaderboard_main(argv: list[str]) -> int:
+    from retina_lightning.leaderboard import leaderboard_main
+
+    return leaderboard_main(argv)
+
+
 def main(args: list[str] | None = None) -> Any:
     """Entry point of the ``retina`` console script; tests call ``main([...])``."""
     argv = list(sys.argv[1:] if args is None else args)
-    commands = {"data": _data_main, "predict": _predict_main}
+    commands = {"data": _data_main, "predict": _predict_main, "leaderboard": _leaderboard_main}
     if argv and argv[0] in commands:
         try:
             code = commands[argv[0]](argv[1:])
@@ -227,15 +261,20 @@ def main(args: list[str] | None = None) -> Any:
         if args is None:
             sys.exit(code)
         return code
-    cli = RetinaCLI(
-        SegmentationTask,
-        RetinaDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args if args is None else argv,
-        seed_everything_default=0,
-        parser_kwargs={"default_env": False},
-    )
+    owns_env = RUN_DIR_ENV not in os.environ
+    try:
+        cli = RetinaCLI(
+            SegmentationTask,
+            RetinaDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args if args is None else argv,
+            seed_everything_default=0,
+            parser_kwargs={"default_env": False},
+        )
+    finally:
+        if owns_env:
+            os.environ.pop(RUN_DIR_ENV, None)
     # the console script passes the return value to sys.exit: only tests get the CLI object
     return None if args is None else cli
 

@@ -22,8 +22,9 @@ The pieces:
 * :class:`TransferLearning` is the config-level interface: a Lightning callback that does
   all of this at the start of ``fit`` for any task (``trainer.callbacks`` in a config).
 
-Name patterns are shell globs matched against the full parameter name (``"encoder.*"``,
-``"*.head.*"``), or regular expressions when prefixed ``re:`` (``"re:^(stem|enc_res)\\."``).
+Name patterns are shell globs matched against the whole parameter name (``"head.*"``,
+``"enc_res.*"``), or regular expressions searched in it when prefixed ``re:``
+(``"re:^(stem|enc_res)\\."``).
 """
 
 from __future__ import annotations

@@ -277,4 +277,4 @@ def test_pretraining_then_teacher_by_experiment_reference(tmp_path, monkeypatch)
     assert report.problems == []
     assert {n.split(".")[0] for n in report.excluded} == {"head", "recon_decoder", "recon_head"}
     assert len(report.loaded) == len(teacher.model.model.state_dict()) - 2
-    assert teacher.model.num_classes == 2
+    assert teacher.model.num_classes == 1

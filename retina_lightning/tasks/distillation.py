@@ -254,9 +254,9 @@ class DistillationTask(SegmentationTask):
     testing a student never reads it), frozen (eval mode, no gradients, computed under
     ``no_grad``) and kept *outside* the module tree: it is not in ``parameters()`` (so not in
     any optimizer), not in ``state_dict()`` (so the student's checkpoint holds the student
-    only and loads into a plain ``SegmentationTask``), and is moved to the student's device
-    and dtype on first use. Each training step runs the teacher on exactly the augmented
-    patches the student sees.
+    only, and its ``model.`` tensors load like any other run's), and is moved to the
+    student's device and dtype on first use. Each training step runs the teacher on exactly
+    the augmented patches the student sees.
 
     Args:
         model: the student network.
