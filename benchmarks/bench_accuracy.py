@@ -227,10 +227,10 @@ COLUMNS = [
 ]
 
 
-def paper_row(method_label: str, row: PaperRow) -> dict[str, Any]:
+def paper_row(method_label: str, row: PaperRow, prefix: str = "paper") -> dict[str, Any]:
     return {
         "method": method_label,
-        "source": f"paper: {row.source}",
+        "source": f"{prefix}: {row.source}",
         "Se": row.se,
         "Sp": row.sp,
         "Acc": row.acc,
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
             F1=second.get("f1"),
         )
     if drive:
-        table.add(**paper_row("2nd human observer", SECOND_OBSERVER))
+        table.add(**paper_row("2nd human observer", SECOND_OBSERVER, "reference"))
     table.notes += [
         f"Budget: {minutes:g} min of training per method (Lightning Trainer max_time, "
         "validation included), then the best-validation-AUROC checkpoint is tested. The "
@@ -396,6 +396,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
         "optimum of the ROC), pooled over test pixels inside the FOV; AUC threshold-free; "
         "Conn: IterNet's connectivity, mean over images; 'AUC - paper' / 'F1 - paper' against "
         "the method's first paper row.",
+        "'fit s' is the wall time of `retina fit`: reading the data, training until the budget "
+        "runs out (the step running at that moment finishes), and the validation Lightning runs "
+        "when the timer stops; so it exceeds the budget by up to one step plus one validation.",
+        "Conn counts how unbroken the thresholded vessel tree is, not whether it is right: the "
+        "near-empty or near-full maps of barely trained networks score high. Read it next to F1.",
     ]
     chosen = {m.key for m in methods}
     table.notes += [f"{METHODS[k].label}: {v}" for k, v in KNOWN_GAPS.items() if k in chosen]

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from retina_lightning.data.datamodule import RetinaDataModule
+from retina_lightning.tasks.distillation import RetinaTrainer
 from retina_lightning.tasks.segmentation import SegmentationTask
 
 CHECKPOINT_DIR = "checkpoints"
@@ -99,6 +100,15 @@ class RetinaCLI(LightningCLI):
     """LightningCLI with run directories, ``best``/``last`` checkpoint names across processes,
     and checkpointing on validation AUROC."""
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's four, plus ``distill`` (``RetinaTrainer.distill``: SegRAVIR's
+        knowledge distillation, 000 section IV-D)."""
+        return {
+            **LightningCLI.subcommands(),
+            "distill": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
+        }
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
             "--experiment",
@@ -145,7 +155,7 @@ class RetinaCLI(LightningCLI):
             os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
         cfg["experiment"] = self.experiment
         self.save_config_kwargs.setdefault(
-            "config_filename", "config.yaml" if sub == "fit" else f"{sub}_config.yaml"
+            "config_filename", "config.yaml" if sub in ("fit", "distill") else f"{sub}_config.yaml"
         )
         self.save_config_kwargs.setdefault("overwrite", True)
 
@@ -268,6 +278,7 @@ def main(args: list[str] | None = None) -> Any:
             RetinaDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
+            trainer_class=RetinaTrainer,
             args=args if args is None else argv,
             seed_everything_default=0,
             parser_kwargs={"default_env": False},
