@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 # torch is installed first and on its own: override for your platform or CUDA version, e.g.
 #   make install TORCH="torch==2.5.1 torchvision==0.20.1 --index-url https://download.pytorch.org/whl/cu124"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
+MINUTES ?= 20
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint format pytest quickstart bench bench-accuracy clean
@@ -28,7 +30,7 @@ format: ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-pytest: ## the test suite only
+pytest: ## the test suite only (two pytest-xdist workers; PYTEST_ARGS= for one process)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: lint pytest ## lint + the test suite (what CI runs)
@@ -36,6 +38,14 @@ test: lint pytest ## lint + the test suite (what CI runs)
 quickstart: ## train and test the U-Net on the embedded synthetic data (CPU, a few minutes)
 	$(VENV)/bin/retina fit --config configs/synthetic/unet.yaml
 	$(VENV)/bin/retina test --config configs/synthetic/unet.yaml --ckpt_path best
+
+bench: ## quick benchmarks: data pipeline, inference speed, memory scaling (~4 min on 2 CPU cores)
+	$(PY) benchmarks/bench_data.py --quick $(BENCH_ARGS)
+	$(PY) benchmarks/bench_inference.py --quick $(BENCH_ARGS)
+	$(PY) benchmarks/bench_scaling.py --quick $(BENCH_ARGS)
+
+bench-accuracy: ## DRIVE leaderboard: every method, MINUTES (20) of training each; set RETINA_DATA_ROOT
+	$(PY) benchmarks/bench_accuracy.py --minutes $(MINUTES) $(BENCH_ARGS)
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache runs lightning_logs wandb previews

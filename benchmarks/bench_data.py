@@ -30,6 +30,7 @@ import argparse
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,7 @@ class LoaderStream:
 
 
 def patches_per_second(
-    produce: Any, scale: Scale, device: torch.device, warmup: int, repeat: int
+    produce: Callable[[int], Any], scale: Scale, device: torch.device, warmup: int, repeat: int
 ) -> tuple[float, float, float]:
     """(ms / batch min, ms / batch median, patches / s at the median)."""
     counter = iter(range(10**9))
@@ -244,7 +245,11 @@ def patches_per_second(
 
 
 def training_wait(
-    produce: Any, model: torch.nn.Module, device: torch.device, precision: str, steps: int
+    produce: Callable[[int], Any],
+    model: torch.nn.Module,
+    device: torch.device,
+    precision: str,
+    steps: int,
 ) -> tuple[float, float]:
     """Mean seconds per step spent in ``produce`` (data) and in the whole step, over
     ``steps`` steps after one warm-up step; forward + backward + Adam, BCE in the FOV."""

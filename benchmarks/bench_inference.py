@@ -90,7 +90,7 @@ class Scale:
 
 SCALES = {
     "full": Scale(584, 565, 128, 64, 3, 16, 1, 3, 64, 1, 10, 900.0, "unet"),
-    "quick": Scale(584, 565, 128, 64, 3, 16, 1, 1, 16, 0, 2, 5.0, "patch2image_miniunet"),
+    "quick": Scale(584, 565, 128, 64, 3, 16, 1, 1, 16, 0, 2, 10.0, "patch2image_miniunet"),
     "tiny": Scale(64, 64, 32, 16, 3, 8, 0, 1, 8, 0, 2, 0.0, "patch2image_light"),
 }
 
@@ -257,7 +257,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         help="measure a sliding window on the whole image when a timed block of tiles says it "
-        "takes less than this many seconds, else extrapolate (default: 900 full, 5 quick)",
+        "takes less than this many seconds, else extrapolate (default: 900 full, 10 quick)",
     )
     return parser.parse_args(argv)
 

@@ -1,8 +1,8 @@
-"""The methods benchmarked, their DRIVE configs, and what their papers report.
+"""The methods benchmarked, their DRIVE configs, and the speed / size their papers report.
 
-Paper numbers are quoted with their source (paper file in the project's seed list, section /
-table) so a table can print "ours vs paper" side by side. DRIVE: official split, first
-observer as ground truth, pixels inside the FOV unless said otherwise.
+Speed and parameter figures are quoted with their source (paper id of the project's paper
+collection, table) so a table can print "ours vs paper" side by side. Accuracy numbers live
+in :mod:`retina_lightning.reference` (one source for the whole suite).
 """
 
 from __future__ import annotations
@@ -146,85 +146,3 @@ PAPER_PARAMS: dict[str, str] = {
 #: DPN's fps definition (002 sec. 4.4): "from reading the raw test image from the hard disk
 #: to writing the segmentation map into the hard disk. Then, fps = 1.0 / t".
 DPN_FPS = 11.8
-
-
-# -------------------------------------------------------------------- paper: accuracy
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    source: str
-    se: float | None = None
-    sp: float | None = None
-    acc: float | None = None
-    auc: float | None = None
-    f1: float | None = None
-    conn: float | None = None
-    note: str = ""
-
-
-#: DRIVE test-set numbers as the papers report them.
-PAPER_ACCURACY: dict[str, list[PaperRow]] = {
-    "unet": [PaperRow("003 Table 1 (U-Net)", 0.7822, 0.9808, 0.9555, 0.9752, 0.8174, 0.7948)],
-    "r2unet": [
-        PaperRow(
-            "003 Table 1 (R2U-Net as reported there)",
-            0.7792,
-            0.9813,
-            0.9556,
-            0.9784,
-            0.8171,
-            None,
-            "001's own run collapsed (Dice 0.14): class imbalance unhandled",
-        )
-    ],
-    "dpn": [PaperRow("002 Table 1", 0.8004, 0.9801, 0.9572, 0.9815, 0.8293)],
-    "iternet": [
-        PaperRow("003 Table 1, whole image", 0.7791, 0.9831, 0.9574, 0.9813, 0.8218, 0.9001),
-        PaperRow("003 Table 1, patched (stride 3)", 0.7735, 0.9838, 0.9573, 0.9816, 0.8205, 0.9193),
-    ],
-    "segravir": [],  # 000 reports RAVIR artery / vein only, nothing on DRIVE
-    "patch2image_light": [
-        PaperRow(
-            "004 Table 1, image fine-tuned",
-            0.8187,
-            0.9772,
-            0.9632,
-            0.9808,
-            0.7949,
-            None,
-            "whole image, no FOV mask, t = 0.5",
-        )
-    ],
-    "patch2image_miniunet": [
-        PaperRow(
-            "004 Table 1, image fine-tuned",
-            0.8342,
-            0.9822,
-            0.9691,
-            0.9866,
-            0.8246,
-            None,
-            "whole image, no FOV mask, t = 0.5",
-        )
-    ],
-    "patch2image_dense": [
-        PaperRow(
-            "004 Table 1, image fine-tuned",
-            0.8277,
-            0.9830,
-            0.9693,
-            0.9870,
-            0.8242,
-            None,
-            "whole image, no FOV mask, t = 0.5",
-        )
-    ],
-    "smp_unet": [],
-}
-
-#: the second human observer of DRIVE against the first, pooled over the 20 test images
-#: (computed from DRIVE's test/2nd_manual).
-SECOND_OBSERVER = PaperRow(
-    "DRIVE 2nd_manual vs 1st_manual, 20 test images pooled", 0.7746, 0.9725, 0.9473, None, 0.7891
-)

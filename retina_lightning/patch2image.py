@@ -22,10 +22,12 @@ Four phases (004 sec. 5.2, Fig. 4), each a ``retina`` call on one config:
 
 Run from the command line (all phases, then one table of the test metrics)::
 
-    python -m retina_lightning.patch2image --config configs/patch2image/drive_light.yaml
+    python -m retina_lightning.patch2image --config configs/drive/patch2image_light.yaml \
+        --data.init_args.dataset.init_args.root=/data/DRIVE
 
-Extra arguments after the known options go to every ``retina`` call (e.g.
-``--data.init_args.dataset.init_args.root=/data/DRIVE``).
+(``patch2image_miniunet.yaml`` / ``patch2image_dense.yaml`` for the other two networks;
+``configs/patch2image/synthetic_light.yaml`` runs without data). Arguments that are not
+options of the workflow go to every ``retina`` call.
 """
 
 from __future__ import annotations
@@ -145,12 +147,14 @@ class WholeImageDataModule(RetinaDataModule):
 
 @dataclass
 class PhaseResult:
-    """One row of the phase table: 004's name, where its run and test results are."""
+    """One row of the phase table: 004's name, where its run and test results are, and how
+    the test images went through the network (the ``Inferer``)."""
 
     phase: str
     run_dir: Path
     metrics_path: Path
     metrics: dict[str, Any] = field(default_factory=dict)
+    inference: str = ""
 
 
 def _write_fragment(path: Path, content: dict[str, Any]) -> str:
@@ -168,7 +172,7 @@ def _retina(args: list[str]) -> Any:
 
 def _test(
     config: str, fragments: list[str], ckpt: Path, experiment: str, common: list[str]
-) -> tuple[Path, Path]:
+) -> tuple[Path, Path, str]:
     args = ["test", "--config", config]
     for f in fragments:
         args += ["--config", f]
@@ -177,7 +181,7 @@ def _test(
     results = cli.model.results_dir
     if results is None:
         raise RuntimeError("retina test did not report where it wrote its results")
-    return Path(cli.run_dir), Path(results) / "metrics.json"
+    return Path(cli.run_dir), Path(results) / "metrics.json", repr(cli.model.inferer)
 
 
 def _fit(config: str, fragments: list[str], experiment: str, common: list[str]) -> tuple[Any, Path]:
@@ -269,17 +273,25 @@ def run_patch2image(
             }
         },
     )
-    run, path = _test(config, [sliding], patch_ckpt, f"{base}/patch", common)
-    results.append(PhaseResult("Patch", run, path))
+    run, path, how = _test(config, [sliding], patch_ckpt, f"{base}/patch", common)
+    if "mode='sliding'" not in how:
+        # LightningCLI (2.4+) replaces the config's model arguments by the checkpoint's when
+        # --ckpt_path is given, unless the CLI turns that off: then the row is whole-image
+        print(
+            f"[patch2image] warning: the Patch row ran with {how}, not overlapping patches: "
+            "`retina test --ckpt_path` did not apply the config's inferer",
+            file=sys.stderr,
+        )
+    results.append(PhaseResult("Patch", run, path, inference=how))
     # phase 3: the same weights on whole images
-    run, path = _test(config, [whole], patch_ckpt, f"{base}/patch", common)
-    results.append(PhaseResult("Image/Frozen", run, path))
+    run, path, how = _test(config, [whole], patch_ckpt, f"{base}/patch", common)
+    results.append(PhaseResult("Image/Frozen", run, path, inference=how))
 
     # phase 4: fine-tune on whole images (and the same from scratch)
     image_data: dict[str, Any] = {
         "trainer": {"max_epochs": image_epochs},
         "data": {
-            "class_path": f"{__name__}.WholeImageDataModule",
+            "class_path": "retina_lightning.patch2image.WholeImageDataModule",
             "init_args": {
                 "multiple": multiple or model_multiple,
                 "batch_size": image_batch_size,
@@ -310,8 +322,8 @@ def run_patch2image(
         phases.append(("Image/Scratch", "scratch", plain))
     for phase, name, fragment in phases:
         _, ckpt = _fit(config, [image_fragment, fragment], f"{base}/{name}", common)
-        run, path = _test(config, [whole], ckpt, f"{base}/{name}", common)
-        results.append(PhaseResult(phase, run, path))
+        run, path, how = _test(config, [whole], ckpt, f"{base}/{name}", common)
+        results.append(PhaseResult(phase, run, path, inference=how))
 
     for result in results:
         result.metrics = json.loads(result.metrics_path.read_text())
@@ -344,7 +356,7 @@ def format_phase_table(results: Sequence[PhaseResult], title: str = "") -> str:
             cells.append(f"{value:9.4f}" if ok else f"{'-':>9s}")
         lines.append(f"{r.phase:18s}" + "".join(cells))
     lines.append("")
-    lines += [f"{r.phase:18s}{r.metrics_path}" for r in results]
+    lines += [f"{r.phase:18s}{r.metrics_path}  {r.inference}" for r in results]
     return "\n".join(lines)
 
 

@@ -323,6 +323,13 @@ def test_bench_accuracy_tiny_fit_and_test(tmp_path):
     for key in ("Se", "Sp", "Acc", "AUC", "F1", "Conn", "threshold"):
         assert 0.0 <= float(dpn[key]) <= 1.0
     assert dpn["AUC - paper"] == ""  # not DRIVE: no comparison with the paper
-    metrics = list((tmp_path / "runs" / "bench_accuracy" / "tiny" / "dpn").glob("*/test/"))
-    assert len(metrics) == 1 and (metrics[0] / "metrics.json").is_file()
+    tests = list((tmp_path / "runs" / "bench_accuracy" / "tiny" / "dpn").glob("*/test/"))
+    assert len(tests) == 1 and (tests[0] / "metrics.json").is_file()
+    assert (tests[0] / ba.BOOKKEEPING).is_file()
     assert np.isfinite(float(rows[1]["F1"]))
+
+    # --rebuild: the same table from the saved run, nothing trained
+    args = ["--tiny", "--methods", "dpn", "--runs-dir", str(tmp_path / "runs"), "--rebuild"]
+    ba.main([*args, "--out-dir", str(tmp_path / "rebuilt")])
+    assert read_table(tmp_path / "rebuilt" / "accuracy_tiny.csv") == rows
+    assert len(list((tmp_path / "runs" / "bench_accuracy" / "tiny" / "dpn").iterdir())) == 1

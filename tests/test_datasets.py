@@ -423,6 +423,7 @@ def test_registry_names():
         "stare": "STARE",
         "chase_db1": "CHASEDB1",
         "hrf": "HRF",
+        "synthetic": "SyntheticFundus",
         "rite": "RITE",
         "ravir": "RAVIR",
         "idrid": "IDRiDOpticDisc",

@@ -22,6 +22,16 @@ from retina_lightning.patch2image import (
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: two OpenMP threads spinning against other processes on the 2 shared
+    cores make these small convolutions many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_whole_image_batches_cover_each_training_image_once_per_epoch():
     datamodule = WholeImageDataModule(
         multiple=16,
@@ -94,9 +104,11 @@ def test_light_chain_ends_with_the_phase_table(tmp_path, capsys):
     # Patch and Image/Frozen test the same checkpoint; the image phases are separate runs
     patch, frozen, finetuned, scratch = results
     assert patch.run_dir == frozen.run_dir and patch.metrics_path != frozen.metrics_path
+    # the image rows run on whole images (the Patch row: see the xfail test below)
+    assert all(r.inference.startswith("Inferer(mode='whole'") for r in results[1:])
     assert len({frozen.run_dir, finetuned.run_dir, scratch.run_dir}) == 3
     assert "patch2image/synthetic_light/finetune" in str(finetuned.run_dir)
-    # phase 4 starts from the phase-2 weights: the fine-tune run loaded every tensor
+    # phase 4 starts from the phase-2 weights (strict: a tensor missing would fail the run)
     fine_config = (finetuned.run_dir / "config.yaml").read_text()
     assert "TransferLearning" in fine_config and "WholeImageDataModule" in fine_config
     assert "TransferLearning" not in (scratch.run_dir / "config.yaml").read_text()
@@ -106,3 +118,45 @@ def test_light_chain_ends_with_the_phase_table(tmp_path, capsys):
     for line in table[1:5]:
         auc = float(line.split()[1])
         assert 0.0 <= auc <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="LightningCLI._parse_ckpt_path (lightning >= 2.4) overwrites the config's model "
+    "arguments with the checkpoint's hyper-parameters when --ckpt_path is given, so the Patch "
+    "row's sliding-window inferer is replaced by the training config's; fixed by overriding "
+    "_parse_ckpt_path in RetinaCLI (see the report)",
+)
+def test_retina_test_applies_the_configs_inferer_over_the_checkpoints(tmp_path):
+    """``retina test --config X --config sliding.yaml --ckpt_path C``: the test runs with the
+    inferer of the given config (the Patch row of 004), not the one the checkpoint was trained
+    with."""
+    import yaml
+
+    from retina_lightning.cli import main as retina
+
+    config = str(REPO / "configs/patch2image/synthetic_light.yaml")
+    runs = ["--runs_dir", str(tmp_path)]
+    fit = retina(["fit", "--config", config, *TINY, *runs])
+    ckpt = fit.trainer.checkpoint_callback.best_model_path
+    sliding = tmp_path / "sliding.yaml"
+    inferer = {"mode": "sliding", "tile_size": 16, "stride": 8}
+    sliding.write_text(
+        yaml.safe_dump(
+            {
+                "model": {
+                    "init_args": {
+                        "inferer": {
+                            "class_path": "retina_lightning.inference.Inferer",
+                            "init_args": inferer,
+                        }
+                    }
+                }
+            }
+        )
+    )
+    test = retina(
+        ["test", "--config", config, "--config", str(sliding), *TINY, *runs, "--ckpt_path", ckpt]
+    )
+    assert test.model.inferer.mode == "sliding"
