@@ -134,6 +134,42 @@ class RetinaCLI(LightningCLI):
         elif ckpt and not Path(ckpt).is_file():
             raise RunDirError(f"--ckpt_path {ckpt!r}: no such file (or use 'best' / 'last')")
 
+    def _parse_ckpt_path(self) -> None:
+        """The config (files + command line) defines the task; ``--ckpt_path`` supplies its
+        weights. Lightning's default would replace every model argument with the values
+        stored in the checkpoint, silently ignoring e.g. a sliding-window inferer given for
+        testing. Instead the checkpoint is checked against the config, with a readable error."""
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if not ckpt:
+            return
+        import torch
+
+        try:
+            raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+            raise RunDirError(
+                f"--ckpt_path {ckpt}: not a readable checkpoint ({type(err).__name__}: {err})"
+            ) from err
+        if not isinstance(raw, dict) or "state_dict" not in raw:
+            raise RunDirError(
+                f"--ckpt_path {ckpt}: not a Lightning checkpoint (no 'state_dict'); pass a .ckpt "
+                "written by `retina fit` (runs/<experiment>/<timestamp>/checkpoints/)"
+            )
+        stored = (raw.get("hyper_parameters") or {}).get("model")
+        wanted = self.config[sub].get("model")
+        stored_cls = stored.get("class_path") if isinstance(stored, dict) else None
+        wanted_cls = None
+        if wanted is not None and wanted.get("init_args") is not None:
+            inner = wanted["init_args"].get("model")
+            wanted_cls = inner.get("class_path") if inner is not None else None
+        if stored_cls and wanted_cls and stored_cls != wanted_cls:
+            raise RunDirError(
+                f"--ckpt_path {ckpt} holds a {stored_cls.rsplit('.', 1)[-1]} but the config builds "
+                f"a {wanted_cls.rsplit('.', 1)[-1]}; use the config of that run "
+                f"({run_dir_of(Path(ckpt)) / 'config.yaml'}) or a checkpoint of this model"
+            )
+
     def before_instantiate_classes(self) -> None:
         sub = self.subcommand
         cfg = self.config[sub]
@@ -154,10 +190,22 @@ class RetinaCLI(LightningCLI):
             # this run directory instead of making their own.
             os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
         cfg["experiment"] = self.experiment
+        self._propagate_runs_dir(cfg)
         self.save_config_kwargs.setdefault(
             "config_filename", "config.yaml" if sub in ("fit", "distill") else f"{sub}_config.yaml"
         )
         self.save_config_kwargs.setdefault("overwrite", True)
+
+    def _propagate_runs_dir(self, cfg: Any) -> None:
+        """``--runs_dir`` also applies to the ``<experiment>@best`` references of the
+        distillation teacher and of the TransferLearning callback."""
+        nodes = [cfg.get("model")]
+        callbacks = (cfg.get("trainer") or {}).get("callbacks") or []
+        nodes += callbacks if isinstance(callbacks, list) else [callbacks]
+        for node in nodes:
+            init = node.get("init_args") if node is not None and hasattr(node, "get") else None
+            if init is not None and init.get("runs_dir") == "runs":
+                init["runs_dir"] = str(self.runs_dir)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         from retina_lightning.tracking import RunCSVLogger, configure_loggers
@@ -258,10 +306,22 @@ def _leaderboard_main(argv: list[str]) -> int:
     return leaderboard_main(argv)
 
 
+def _patch2image_main(argv: list[str]) -> int:
+    from retina_lightning.patch2image import main as patch2image
+
+    patch2image(argv)
+    return 0
+
+
 def main(args: list[str] | None = None) -> Any:
     """Entry point of the ``retina`` console script; tests call ``main([...])``."""
     argv = list(sys.argv[1:] if args is None else args)
-    commands = {"data": _data_main, "predict": _predict_main, "leaderboard": _leaderboard_main}
+    commands = {
+        "data": _data_main,
+        "predict": _predict_main,
+        "leaderboard": _leaderboard_main,
+        "patch2image": _patch2image_main,
+    }
     if argv and argv[0] in commands:
         try:
             code = commands[argv[0]](argv[1:])

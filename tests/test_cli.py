@@ -99,3 +99,27 @@ def test_fit_then_test_best_in_new_processes(tmp_path):
     again = _retina("fit", "--config", config, *TINY, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(list((tmp_path / "runs" / "synthetic" / "unet").iterdir())) == 2
+
+
+def test_checkpoint_errors_are_readable(tmp_path):
+    """A file that is not a checkpoint, and a checkpoint of another model than the config's."""
+    import torch
+
+    from retina_lightning.models import UNet
+    from retina_lightning.tasks import SegmentationTask
+
+    config = str(REPO / "configs/synthetic/unet.yaml")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(RunDirError, match="not a readable checkpoint"):
+        main(["test", "--config", config, "--ckpt_path", str(junk)])
+    plain = tmp_path / "weights.pt"
+    torch.save(UNet(base_channels=4).state_dict(), plain)
+    with pytest.raises(RunDirError, match="not a Lightning checkpoint"):
+        main(["test", "--config", config, "--ckpt_path", str(plain)])
+    other = tmp_path / "dpn.ckpt"
+    task = SegmentationTask(UNet(base_channels=4))
+    hparams = {"model": {"class_path": "retina_lightning.models.DPN", "init_args": {}}}
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams}, other)
+    with pytest.raises(RunDirError, match="holds a DPN but the config builds a UNet"):
+        main(["test", "--config", config, "--ckpt_path", str(other), "--runs_dir", str(tmp_path)])

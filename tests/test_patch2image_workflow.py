@@ -121,13 +121,6 @@ def test_light_chain_ends_with_the_phase_table(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="LightningCLI._parse_ckpt_path (lightning >= 2.4) overwrites the config's model "
-    "arguments with the checkpoint's hyper-parameters when --ckpt_path is given, so the Patch "
-    "row's sliding-window inferer is replaced by the training config's; fixed by overriding "
-    "_parse_ckpt_path in RetinaCLI (see the report)",
-)
 def test_retina_test_applies_the_configs_inferer_over_the_checkpoints(tmp_path):
     """``retina test --config X --config sliding.yaml --ckpt_path C``: the test runs with the
     inferer of the given config (the Patch row of 004), not the one the checkpoint was trained
