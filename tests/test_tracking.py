@@ -188,6 +188,7 @@ def test_offline_wandb_run_holds_the_test_results(offline_wandb, tmp_path, tiny_
     import wandb
 
     wandb.finish()
+    wandb.teardown()  # waits for the service process to flush the offline run to disk
 
     folders = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(folders) == 1 and (run_dir / "metrics.csv").is_file()
@@ -246,6 +247,7 @@ def test_cli_with_the_wandb_trainer_config(offline_wandb, tmp_path, monkeypatch)
     wandb.finish()
     main(["test", *tiny, "--ckpt_path", "last"])
     wandb.finish()
+    wandb.teardown()  # waits for the service process to flush the offline runs to disk
     (run_dir,) = (tmp_path / "runs" / "synthetic" / "unet").iterdir()
     assert (run_dir / "metrics.csv").is_file() and (run_dir / "test" / "metrics.json").is_file()
     folders = sorted((run_dir / "wandb").glob("offline-run-*"))
