@@ -128,13 +128,7 @@ class WholeImageDataModule(RetinaDataModule):
         else:
             mean, std = self.preprocess.fov_stats(cond, fov)
         x = cond.float() / 255.0
-        if self._augmentation is not None:
-            seed = step_seed(self.seed, rank, epoch, step)
-            devices = [device] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
-                x, y, m = self._augmentation(x, label[:, None].float(), fov[:, None].float())
-            label, fov = y[:, 0].round().long(), m[:, 0] > 0.5
+        x, label, fov = self.augment_batch(x, label, fov, step_seed(self.seed, rank, epoch, step))
         if self.preprocess.normalize != "none":
             x = (x - mean) / std
         return {"image": x.contiguous(), "label": label.long(), "fov": fov.contiguous()}

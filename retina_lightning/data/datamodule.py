@@ -298,6 +298,21 @@ class RetinaDataModule(LightningDataModule):
             return self._train_stats[0][source], self._train_stats[1][source]
         return self.preprocess.fov_stats(images, fov)
 
+    def augment_batch(
+        self, x: Tensor, label: Tensor, fov: Tensor, seed: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Apply the kornia augmentations to ``x`` in [0, 1] with its label and FOV, seeded so
+        that the same seed gives the same transforms (kornia draws from torch's global RNG,
+        which is forked here so the caller's stream is untouched)."""
+        if self._augmentation is None:
+            return x, label, fov
+        devices = [x.device] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            masks = torch.stack([label, fov.to(label.dtype)], 1).float()
+            x, masks = self._augmentation(x, masks)
+        return x, masks[:, 0].round().long(), masks[:, 1] > 0.5
+
     def training_patches(self, step: int, device: torch.device) -> dict[str, Tensor]:
         """The patches of training step ``step`` (deterministic given seed, rank, epoch)."""
         if self._sampler is None or self._sampler.device != device:
@@ -307,13 +322,7 @@ class RetinaDataModule(LightningDataModule):
         rank = trainer.global_rank if trainer is not None else 0
         seed = step_seed(self.seed, rank, epoch, step)
         image, label, fov, source = self._sampler.sample(self.batch_size, seed)
-        x = image.float() / 255.0
-        if self._augmentation is not None:
-            devices = [device] if device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(seed)
-                x, y, m = self._augmentation(x, label[:, None].float(), fov[:, None].float())
-            label, fov = y[:, 0].round().long(), m[:, 0] > 0.5
+        x, label, fov = self.augment_batch(image.float() / 255.0, label, fov, seed)
         if x.shape[-1] != self.patch_size:  # centre crop of the context window
             o = (x.shape[-1] - self.patch_size) // 2
             sl = slice(o, o + self.patch_size)

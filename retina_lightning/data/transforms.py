@@ -140,7 +140,8 @@ class Augment:
 
 
 def build_augmentation(augment: Augment, channels: int) -> K.AugmentationSequential | None:
-    """kornia pipeline over (image, label, fov): data_keys input, mask, mask."""
+    """kornia pipeline over (image, masks): data_keys input, mask. Label and FOV travel as the
+    two channels of one mask tensor, so each geometric op warps them in a single pass."""
     ops: list[K.AugmentationBase2D] = []
     if augment.hflip:
         ops.append(K.RandomHorizontalFlip(p=0.5))
@@ -163,4 +164,4 @@ def build_augmentation(augment: Augment, channels: int) -> K.AugmentationSequent
         ops.append(K.RandomGamma(gamma=augment.gamma, p=1.0))
     if not ops:
         return None
-    return K.AugmentationSequential(*ops, data_keys=["input", "mask", "mask"])
+    return K.AugmentationSequential(*ops, data_keys=["input", "mask"])
