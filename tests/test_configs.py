@@ -63,16 +63,6 @@ DRIVE_SHORT = [c for c in CONFIGS if c.startswith("drive/") and c.endswith("_sho
 DATA_ROOT = Path(os.environ.get("RETINA_DATA_ROOT", "/nonexistent")).expanduser()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on the 2 shared cores two OpenMP threads spin against other
-    processes and make the small convolutions here 10-30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def load(config: str) -> dict[str, Any]:
     return yaml.safe_load((REPO / "configs" / config).read_text())
 

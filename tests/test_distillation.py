@@ -29,16 +29,6 @@ from retina_lightning.tasks.distillation import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: two OpenMP threads spinning against other processes on the 2 shared
-    cores make these small convolutions many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _softmax(z: np.ndarray, tau: float) -> np.ndarray:
     e = np.exp(z / tau - (z / tau).max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)

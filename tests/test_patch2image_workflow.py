@@ -22,16 +22,6 @@ from retina_lightning.patch2image import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: two OpenMP threads spinning against other processes on the 2 shared
-    cores make these small convolutions many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_whole_image_batches_cover_each_training_image_once_per_epoch():
     datamodule = WholeImageDataModule(
         multiple=16,

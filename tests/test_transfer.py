@@ -29,16 +29,6 @@ from retina_lightning.transfer import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: two OpenMP threads spinning against other processes on the 2 shared
-    cores make these small convolutions many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Tiny(nn.Module):
     def __init__(self, hidden: int = 4, out: int = 2) -> None:
         super().__init__()
