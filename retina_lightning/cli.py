@@ -259,11 +259,39 @@ def _data_main(argv: list[str]) -> int:
     check = sub.add_parser("check", help="validate a folder and print counts, sizes, problems")
     check.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     check.add_argument("--root", help="dataset folder (not needed for synthetic)")
+    widths = sub.add_parser(
+        "widths",
+        help="mean artery / vein diameters of the ground-truth A/V maps (SegRAVIR 000 IV-C)",
+    )
+    widths.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    widths.add_argument("--root", help="dataset folder (not needed for synthetic)")
+    widths.add_argument("--subset", help="subset to measure (default: the first one)")
     ns = parser.parse_args(argv)
     dataset = DATASETS[ns.dataset](root=ns.root) if ns.root else DATASETS[ns.dataset]()
+    if ns.command == "widths":
+        return _print_widths(dataset, ns.subset or dataset.subsets()[0])
     report = check_dataset(dataset)
     print(format_report(report))
     return 1 if getattr(report, "problems", None) else 0
+
+
+def _print_widths(dataset: Any, subset: str) -> int:
+    import numpy as np
+
+    from retina_lightning.measure import RAVIR_REFERENCE_UM, dataset_av_widths
+
+    samples = dataset.load(subset)
+    means = dataset_av_widths(samples)
+    unit = "um" if samples and samples[0].pixel_size_um else "px"
+    print(f"{dataset.name} {subset}: {len(samples)} images, ground-truth A/V maps")
+    for name in ("artery", "vein"):
+        v = means[name][~np.isnan(means[name])]
+        line = f"  {name:6s} mean diameter {v.mean():7.2f} +- {v.std(ddof=1):5.2f} {unit}"
+        if dataset.name == "RAVIR":
+            ref, ref_sd = RAVIR_REFERENCE_UM[name]
+            line += f"   (000 Table VI, RAVIR test set: {ref:.2f} +- {ref_sd:.2f} um)"
+        print(line)
+    return 0
 
 
 def _predict_main(argv: list[str]) -> int:

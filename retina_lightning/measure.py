@@ -305,3 +305,22 @@ def width_mape(
         pm = p.mean if np.isfinite(p.mean) else 0.0  # nothing predicted: 100 % error
         errors.append(abs(r.mean - pm) / r.mean)
     return 100.0 * float(np.mean(errors))
+
+
+#: SegRAVIR's reference mean diameters on the RAVIR test set (000, Table VI), microns.
+RAVIR_REFERENCE_UM = {"artery": (97.93, 8.62), "vein": (113.98, 13.93)}
+
+
+def dataset_av_widths(samples: list, pixel_size_um: float | None = None) -> dict[str, np.ndarray]:
+    """Per-image mean artery and vein diameters of the ground-truth A/V maps of ``samples``
+    (each a :class:`~retina_lightning.types.Sample` with ``av``): ``{"artery": (n,),
+    "vein": (n,)}``, in microns when a pixel size is known, else pixels. Images whose map has
+    no pixel of a class contribute NaN to that class."""
+    out: dict[str, list[float]] = {"artery": [], "vein": []}
+    for sample in samples:
+        if sample.av is None:
+            raise ValueError(f"image {sample.name!r} has no artery/vein map")
+        size = pixel_size_um if pixel_size_um is not None else sample.pixel_size_um
+        for name, result in av_widths(sample.av.astype(np.int64), size).items():
+            out[name].append(result.mean)
+    return {k: np.asarray(v, dtype=float) for k, v in out.items()}

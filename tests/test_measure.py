@@ -191,3 +191,27 @@ def test_connectivity_curve_respects_fov() -> None:
     assert auc == 1.0
     _, c_all, _ = connectivity_curve(prob, gt)
     np.testing.assert_allclose(c_all[:70], 1 - 1 / 3)  # theta <= 0.70 sees 2 segments
+
+
+@pytest.mark.real_data
+def test_ravir_ground_truth_widths_printed_next_to_the_paper(capsys):
+    """SegRAVIR (000 IV-C) on RAVIR's labelled images: mean diameters in microns, printed next
+    to the paper's test-set reference (whose labels are not public)."""
+    import os
+    from pathlib import Path
+
+    from retina_lightning.cli import main
+
+    root = Path(os.environ.get("RETINA_DATA_ROOT", "/nonexistent")) / "RAVIR"
+    if not root.is_dir():
+        pytest.skip("set RETINA_DATA_ROOT to a folder holding RAVIR/ to run this test")
+    assert main(["data", "widths", "--dataset", "ravir", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "RAVIR train: 23 images" in out and "97.93 +- 8.62 um" in out and "113.98" in out
+    means = {
+        line.split()[0]: float(line.split()[3])
+        for line in out.splitlines()
+        if "mean diameter" in line
+    }
+    assert set(means) == {"artery", "vein"}
+    assert all(40.0 < m < 200.0 for m in means.values())  # 3 to 16 pixels of 12.5 um
