@@ -58,6 +58,12 @@ def test_help_by_subprocess(tmp_path):
     assert out.returncode == 0 and "fit" in out.stdout and "test" in out.stdout
     out = _retina("fit", "--help", cwd=tmp_path)
     assert out.returncode == 0 and "--data" in out.stdout and "--ckpt_path" in out.stdout
+    out = _retina(
+        "fit", "--config", str(REPO / "configs/synthetic/unet.yaml"), "--print_config", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    printed = yaml.safe_load(out.stdout)
+    assert printed["model"]["init_args"]["model"]["class_path"] == "retina_lightning.models.UNet"
 
 
 @pytest.mark.parametrize("config", EXPERIMENT_CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
