@@ -17,6 +17,7 @@ over the FOV pixels of the whole batch (batch-level Dice, one beta per batch).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal
 
@@ -352,7 +353,7 @@ class DiceCELoss(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-class OutputLoss(nn.Module):
+class OutputLoss(nn.Module, ABC):
     """Base of the losses that read a whole :class:`SegOutput` (side outputs, reconstruction).
 
     Subclasses implement ``forward(output, target, fov=None, image=None)`` and set
@@ -366,6 +367,7 @@ class OutputLoss(nn.Module):
         super().__init__()
         self.components = {}
 
+    @abstractmethod
     def forward(
         self,
         output: SegOutput,
@@ -373,7 +375,7 @@ class OutputLoss(nn.Module):
         fov: Tensor | None = None,
         image: Tensor | None = None,
     ) -> Tensor:
-        raise NotImplementedError
+        """The loss of every output of the model (see the subclasses)."""
 
 
 class DeepSupervisionLoss(OutputLoss):

@@ -18,6 +18,7 @@ file paths, the subset and ``fov_source``: ``"published"`` (the dataset's own FO
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -135,11 +136,13 @@ class FileDataset(RetinaDataset):
     #: The expected file tree, printed when a root does not match it.
     layout: ClassVar[str] = ""
 
-    def scan(self, subset: str) -> Scan:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def scan(self, subset: str) -> Scan:
+        """Find the files of ``subset`` and the problems of the layout, reading no image."""
 
-    def read(self, entry: Entry) -> Sample:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def read(self, entry: Entry) -> Sample:
+        """Read one scanned entry into a :class:`Sample`."""
 
     def load(self, subset: str) -> list[Sample]:
         self._check_subset(subset)
