@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,7 @@ class SegmentationTask(LightningModule):
         )
         self._class_counts = np.zeros((max(self.num_classes, 1), 4), dtype=np.int64)
         self._panels: dict[str, dict[str, Any]] = {}
+        self._infer_seconds = 0.0
         self.results_dir: Path | None = None
         self.test_report: dict[str, Any] | None = None
         self._rows: list[dict[str, Any]] = []
@@ -208,9 +210,14 @@ class SegmentationTask(LightningModule):
         self._second_counts[:] = 0
         self._class_counts[:] = 0
         self._panels = {}
+        self._infer_seconds = 0.0
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        start = time.perf_counter()
         probs = self.predict_probs(batch["image"])
+        if probs.device.type == "cuda":
+            torch.cuda.synchronize(probs.device)
+        self._infer_seconds += time.perf_counter() - start
         prob = vessel_probability(probs)
         label = batch["label"]
         target = label if self.num_classes == 1 else (label > 0).long()
@@ -269,11 +276,13 @@ class SegmentationTask(LightningModule):
         if self.trainer.world_size <= 1 or not torch.distributed.is_initialized():
             return
         gathered: list[Any] = [None] * self.trainer.world_size
-        local = (self._rows, self._second_counts, self._class_counts)
+        local = (self._rows, self._second_counts, self._class_counts, self._infer_seconds)
         torch.distributed.all_gather_object(gathered, local)
-        self._rows = [row for rows, _, _ in gathered for row in rows]
+        self._rows = [row for g in gathered for row in g[0]]
         self._second_counts = sum(g[1] for g in gathered)
         self._class_counts = sum(g[2] for g in gathered)
+        # ranks infer in parallel: the slowest rank's time is the wall-clock time
+        self._infer_seconds = max(g[3] for g in gathered)
 
     def on_test_epoch_end(self) -> None:
         self._gather()
@@ -291,6 +300,8 @@ class SegmentationTask(LightningModule):
             "thresholds": thresholds,
             "metrics_in_fov": self.metrics_in_fov,
             "num_images": len(self._rows),
+            # model inference only (preprocessed image on the device -> probabilities)
+            "images_per_s": len(self._rows) / self._infer_seconds if self._infer_seconds else None,
             "pooled": pooled,
             "per_image_mean": {k: v[0] for k, v in per_image.items()},
             "per_image_std": {k: v[1] for k, v in per_image.items()},
@@ -310,6 +321,8 @@ class SegmentationTask(LightningModule):
             self.log(f"test/{key}", pooled[key])
         if "connectivity" in report["per_image_mean"]:
             self.log("test/connectivity", report["per_image_mean"]["connectivity"])
+        if report["images_per_s"]:
+            self.log("test/images_per_s", report["images_per_s"])
         for name, entry in report.get("per_class", {}).items():
             for key in ("auroc", "se", "sp", "acc", "f1"):
                 self.log(f"test/{name}_{key}", entry[key])
