@@ -34,6 +34,7 @@ import re
 import secrets
 import string
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -377,7 +378,31 @@ class _AppendingWriter(ExperimentWriter):
             self.metrics_keys = [k for k in header.split(",") if k]
 
 
-class RunCSVLogger(CSVLogger):
+class _RunDirDefault(ABC):
+    """``save_dir`` defaults to the run directory, which the CLI gives through
+    :meth:`configure_for_run` before the logger writes anything."""
+
+    _save_dir_given: bool
+    _experiment: Any
+
+    @abstractmethod
+    def _use_run_dir(self, run_dir: str) -> None:
+        """Point the logger's own root attributes at ``run_dir``."""
+
+    def configure_for_run(
+        self,
+        run_dir: str | Path,
+        experiment: str,
+        config: Any = None,
+        subcommand: str | None = None,
+    ) -> None:
+        if self._save_dir_given or self._experiment is not None:
+            return
+        self._use_run_dir(str(run_dir))
+        self._fs = get_filesystem(str(run_dir))
+
+
+class RunCSVLogger(_RunDirDefault, CSVLogger):
     """CSV logger writing ``metrics.csv`` / ``hparams.yaml`` straight into the run directory
     (``save_dir`` defaults to it, via :meth:`configure_for_run`) and *appending* to an
     existing ``metrics.csv``, so a resumed fit keeps its first epochs."""
@@ -399,17 +424,8 @@ class RunCSVLogger(CSVLogger):
         )
         self._save_dir_given = save_dir is not None
 
-    def configure_for_run(
-        self,
-        run_dir: str | Path,
-        experiment: str,
-        config: Any = None,
-        subcommand: str | None = None,
-    ) -> None:
-        if self._save_dir_given or self._experiment is not None:
-            return
-        self._root_dir = self._save_dir = str(run_dir)
-        self._fs = get_filesystem(self._root_dir)
+    def _use_run_dir(self, run_dir: str) -> None:
+        self._root_dir = self._save_dir = run_dir
 
     @property
     def experiment(self) -> _ExperimentWriter:  # type: ignore[override]
@@ -422,7 +438,7 @@ class RunCSVLogger(CSVLogger):
         return self._experiment
 
 
-class RunTensorBoardLogger(TensorBoardLogger):
+class RunTensorBoardLogger(_RunDirDefault, TensorBoardLogger):
     """TensorBoard event files in ``<run_dir>/tensorboard`` (``save_dir`` defaults to the run
     directory, via :meth:`configure_for_run`); view with ``tensorboard --logdir runs``."""
 
@@ -447,17 +463,8 @@ class RunTensorBoardLogger(TensorBoardLogger):
         )
         self._save_dir_given = save_dir is not None
 
-    def configure_for_run(
-        self,
-        run_dir: str | Path,
-        experiment: str,
-        config: Any = None,
-        subcommand: str | None = None,
-    ) -> None:
-        if self._save_dir_given or self._experiment is not None:
-            return
-        self._root_dir = str(run_dir)
-        self._fs = get_filesystem(self._root_dir)
+    def _use_run_dir(self, run_dir: str) -> None:
+        self._root_dir = run_dir
 
 
 def _as_list(loggers: Any) -> list[Any]:
