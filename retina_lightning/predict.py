@@ -518,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=_threshold,
         default=None,
-        help="'ckpt' (default: the ROC-optimal threshold chosen on validation) or a number",
+        help="'ckpt' (default: the threshold chosen on validation by the task's "
+        "threshold_criterion) or a number",
     )
     parser.add_argument("--width", action="store_true", help="also write vessel width maps")
     parser.add_argument("--pixel_size_um", type=_positive(float), help="microns per pixel")

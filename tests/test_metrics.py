@@ -7,12 +7,20 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 from retina_lightning.metrics import (
     PooledBinaryMetrics,
     confusion_metrics,
     counts_at,
+    f1_threshold,
     image_metrics,
     summarize_rows,
     youden_threshold,
@@ -96,6 +104,42 @@ def test_youden_threshold_matches_sklearn_roc():
         torch.tensor([0.0, 0.8, 0.9, 1.0]),
         torch.tensor([1.0, 0.7, 0.3, 0.0]),
     ) == pytest.approx(0.7)
+
+
+def test_f1_threshold_matches_sklearn_pr_curve_and_beats_youden_on_f1():
+    prob, target, fov = _random(n_images=2, seed=4)
+    p, t = prob[fov].numpy(), target[fov].numpy()
+    precision, recall, thr = precision_recall_curve(t, p)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    expected = float(thr[np.argmax(f1)])
+    metric = PooledBinaryMetrics()
+    metric.update(prob, target, fov)
+    chosen = metric.optimal_threshold("f1")
+    assert chosen == pytest.approx(expected, abs=1e-6)
+    best = f1_score(t, p >= chosen)
+    assert best == pytest.approx(f1.max(), abs=1e-9)
+    # no threshold on a fine grid (Youden's included) gives a higher F1
+    grid = [*np.linspace(0.0, 1.0, 101), metric.optimal_threshold("youden")]
+    assert all(f1_score(t, p >= g) <= best + 1e-12 for g in grid)
+    # by hand: P/R at thresholds 0.2, 0.6, 0.9 -> F1 0.5, 0.8, 0.4
+    assert f1_threshold(
+        torch.tensor([0.4, 0.8, 1.0, 1.0]),
+        torch.tensor([0.667, 0.8, 0.25, 0.0]),
+        torch.tensor([0.2, 0.6, 0.9]),
+    ) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="youden"):
+        metric.optimal_threshold("dice")
+
+
+def test_binned_f1_threshold_is_within_a_bin_of_exact():
+    prob, target, fov = _random(n_images=4, h=40, w=40, seed=5)
+    exact, binned = PooledBinaryMetrics(), PooledBinaryMetrics(bins=1001)
+    for m in (exact, binned):
+        m.update(prob, target, fov)
+    e, b = exact.optimal_threshold("f1"), binned.optimal_threshold("f1")
+    f1_e = exact.report({"t": e})["f1@t"]
+    f1_b = exact.report({"t": b})["f1@t"]  # the binned choice, scored exactly
+    assert f1_b == pytest.approx(f1_e, abs=2e-3)
 
 
 def test_image_metrics_and_summary():

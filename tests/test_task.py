@@ -67,6 +67,26 @@ def test_multi_output_model_routes_every_output_to_the_loss():
     assert plain.model.main_head.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("criterion", ["youden", "f1"])
+def test_validation_chooses_the_threshold_by_the_configured_criterion(criterion):
+    task = SegmentationTask(
+        UNet(in_channels=3, base_channels=4, depth=2), threshold_criterion=criterion
+    )
+    task.log = lambda *args, **kwargs: None  # no Trainer attached
+    g = torch.Generator().manual_seed(0)
+    target = (torch.rand(2, 30, 30, generator=g) < 0.15).long()
+    prob = (0.4 * target + 0.6 * torch.rand(2, 30, 30, generator=g)).clamp(0, 1)
+    task.val_metrics.update(prob, target)
+    expected = task.val_metrics.optimal_threshold(criterion)
+    task.on_validation_epoch_end()
+    assert float(task.threshold) == pytest.approx(expected, abs=1e-6)
+    other = "f1" if criterion == "youden" else "youden"
+    task.val_metrics.update(prob, target)
+    assert task.val_metrics.optimal_threshold(other) != pytest.approx(expected, abs=1e-3)
+    with pytest.raises(ValueError, match="threshold_criterion=youden or f1"):
+        SegmentationTask(UNet(in_channels=3, base_channels=4, depth=2), threshold_criterion="x")
+
+
 def test_non_finite_loss_names_the_step():
     task = SegmentationTask(TwoHeads())
     batch = _batch()

@@ -6,8 +6,9 @@ the inference mode (:class:`~retina_lightning.inference.Inferer`) and the FOV-ma
 (:mod:`retina_lightning.metrics`). Whatever a model returns is normalised once by
 :func:`~retina_lightning.types.as_output`.
 
-Thresholds follow the a-priori protocol: the ROC-optimal (Youden) threshold is chosen on the
-validation images at every validation epoch and kept in the ``threshold`` buffer, so it travels
+Thresholds follow the a-priori protocol: the operating point ("opt") is chosen on the
+validation images at every validation epoch (``threshold_criterion``: Youden's ROC optimum, or
+the maximal-F1 point of bob.ip.binseg) and kept in the ``threshold`` buffer, so it travels
 inside the checkpoint and is applied unchanged to the test images.
 """
 
@@ -17,7 +18,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from retina_lightning.inference import Inferer
 from retina_lightning.losses import BCELoss, CrossEntropyLoss, compute_loss
 from retina_lightning.metrics import (
     CONFUSION_METRICS,
+    THRESHOLD_CRITERIA,
     PooledBinaryMetrics,
     confusion_metrics,
     counts_at,
@@ -60,6 +62,10 @@ class SegmentationTask(LightningModule):
         inferer: how validation / test / predict images go through the model (whole image
             by default; sliding window and flips are options).
         threshold: fix the "opt" operating point instead of choosing it on validation.
+        threshold_criterion: how "opt" is chosen on the validation pixels: ``"youden"`` (the
+            ROC point maximising Se + Sp - 1, DPN's "optimal operating point", 002 sec. IV-B)
+            or ``"f1"`` (the threshold of maximal F1, bob.ip.binseg's a-priori threshold;
+            higher F1 / Acc and lower Se than Youden's on vessel maps).
         auroc_bins: ``None`` for exact AUROC/AUPRC over every FOV pixel; an integer to bin
             probabilities (bounded memory for large test sets such as HRF).
         connectivity: compute IterNet's connectivity per test image (scikit-image, CPU).
@@ -75,6 +81,7 @@ class SegmentationTask(LightningModule):
         loss: nn.Module | None = None,
         inferer: Inferer | None = None,
         threshold: float | None = None,
+        threshold_criterion: Literal["youden", "f1"] = "youden",
         auroc_bins: int | None = None,
         connectivity: bool = True,
         metrics_in_fov: bool = True,
@@ -94,7 +101,13 @@ class SegmentationTask(LightningModule):
             else (BCELoss() if self.num_classes == 1 else CrossEntropyLoss())
         )
         self.inferer = inferer if inferer is not None else Inferer()
+        if threshold_criterion not in THRESHOLD_CRITERIA:
+            raise ValueError(
+                f"threshold_criterion must be one of {THRESHOLD_CRITERIA}, got "
+                f"{threshold_criterion!r}: set --model.init_args.threshold_criterion=youden or f1"
+            )
         self.fixed_threshold = threshold
+        self.threshold_criterion = threshold_criterion
         self.auroc_bins = auroc_bins
         self.connectivity = connectivity
         self.metrics_in_fov = metrics_in_fov
@@ -198,7 +211,7 @@ class SegmentationTask(LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self.fixed_threshold is None:
-            self.threshold.fill_(self.val_metrics.optimal_threshold())
+            self.threshold.fill_(self.val_metrics.optimal_threshold(self.threshold_criterion))
         report = self.val_metrics.report({"0.5": 0.5, "opt": float(self.threshold)})
         self.val_metrics.reset()
         for key in ("auroc", "auprc", "f1@0.5", "f1@opt", "acc@opt"):
@@ -298,6 +311,9 @@ class SegmentationTask(LightningModule):
             "model": type(self.model).__name__,
             "num_parameters": self.num_parameters,
             "thresholds": thresholds,
+            "threshold_criterion": (
+                self.threshold_criterion if self.fixed_threshold is None else "fixed"
+            ),
             "metrics_in_fov": self.metrics_in_fov,
             "num_images": len(self._rows),
             # model inference only (preprocessed image on the device -> probabilities)
@@ -397,6 +413,11 @@ def _fmt_csv(value: Any) -> str:
     return str(value)
 
 
+def _threshold_origin(report: dict[str, Any]) -> str:
+    criterion = report.get("threshold_criterion", "youden")
+    return "fixed in the config" if criterion == "fixed" else f"{criterion}, chosen on validation"
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The test summary as a fixed-width table (pooled over pixels, and mean +- std over
     images), with the second human observer as a row when the dataset has one."""
@@ -405,7 +426,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"{report['model']} ({report['num_parameters']:,} parameters), "
         f"{report['num_images']} test images, thresholds 0.5 and opt="
-        f"{report['thresholds']['opt']:.4f} (chosen on validation)",
+        f"{report['thresholds']['opt']:.4f} ({_threshold_origin(report)})",
         head,
     ]
 
