@@ -54,7 +54,14 @@ from benchmarks.common import (
     table_name,
 )
 from benchmarks.common import write_table as write_result_table
-from benchmarks.reference import METHODS, REPO, Method, find_methods, model_spec
+from benchmarks.reference import (
+    METHODS,
+    REPO,
+    Method,
+    find_methods,
+    load_config,
+    model_spec,
+)
 from retina_lightning.reference import ReportedResult, reported
 
 #: the leaderboard's methods (every DRIVE config of the source papers, plus the smp U-Net).
@@ -235,6 +242,7 @@ COLUMNS = [
     "source",
     "params",
     "train steps",
+    "recipe steps",
     "epochs",
     "fit s",
     "threshold",
@@ -283,6 +291,23 @@ def paper_row(method_label: str, row: ReportedResult, prefix: str = "paper") -> 
     }
 
 
+def recipe_steps(method: Method) -> str | None:
+    """The training steps of the method's full recipe (its config's ``max_epochs`` x
+    ``steps_per_epoch``), to read a budget's steps against; ``None`` without a config."""
+    if not method.config.is_file():
+        return None
+    config = load_config(method.config)
+    trainer = config.get("trainer") or {}
+    data = (config.get("data") or {}).get("init_args") or {}
+    if "max_epochs" not in trainer or "steps_per_epoch" not in data:
+        return None
+    steps = f"{int(trainer['max_epochs']) * int(data['steps_per_epoch']):,}"
+    callbacks = trainer.get("callbacks") or []
+    if any("EarlyStopping" in str(c.get("class_path", "")) for c in callbacks):
+        return f"<= {steps} (early stopping)"
+    return steps
+
+
 def ours_row(method: Method, report: dict[str, Any], source: str, compare: bool) -> dict[str, Any]:
     """Our test numbers; ``compare``: fill the differences to the paper (DRIVE only)."""
     pooled = report["pooled"]
@@ -297,6 +322,7 @@ def ours_row(method: Method, report: dict[str, Any], source: str, compare: bool)
         "source": source,
         "params": report.get("num_parameters"),
         "train steps": report["steps"],
+        "recipe steps": recipe_steps(method),
         "epochs": report["epochs"],
         "fit s": report["fit_s"],
         "threshold": report["thresholds"]["opt"],
@@ -474,6 +500,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
         "F1 / Acc there sit below F1@0.5 / Acc@0.5 for well-calibrated networks; networks whose "
         "probabilities are low everywhere after a short budget (threshold << 0.5) do better "
         "at the chosen threshold.",
+        "'recipe steps': the config's full schedule (max_epochs x steps_per_epoch), what the "
+        "paper's recipe trains for on a GPU; 'train steps' / 'recipe steps' is the share of it "
+        "the budget bought.",
         "'fit s' is the wall time of `retina fit`: reading the data, training until the budget "
         "runs out (the step running at that moment finishes), and the validation Lightning runs "
         "when the timer stops; so it exceeds the budget by up to one step plus one validation.",

@@ -296,6 +296,25 @@ def test_budget_and_arguments(tmp_path, monkeypatch):
     assert "missing" in note
 
 
+def test_recipe_steps_and_f1_at_the_papers_operating_point():
+    ba = bench("bench_accuracy")
+    from benchmarks.reference import METHODS, Method
+
+    assert ba.recipe_steps(METHODS["iternet"]) == "12,400"  # 200 epochs x 62 steps
+    assert ba.recipe_steps(METHODS["dpn"]) == "100,000"  # 002's 100k iterations
+    assert ba.recipe_steps(METHODS["patch2image_light"]) == "<= 158,400 (early stopping)"
+    assert ba.recipe_steps(Method("no_such_config", "X", "m.M")) is None
+
+    pooled = {"auroc": 0.97, "f1@opt": 0.70, "f1@0.5": 0.80, "acc@0.5": 0.95}
+    report = {"pooled": pooled, "steps": 10, "epochs": 1, "fit_s": 1.0}
+    report |= {"thresholds": {"opt": 0.1}, "config": "c.yaml", "num_parameters": 1}
+    light = ba.ours_row(METHODS["patch2image_light"], report, "ours", compare=True)
+    assert light["F1 - paper"] == pytest.approx(0.80 - 0.7949)  # 004 thresholds at 0.5
+    dpn = ba.ours_row(METHODS["dpn"], report, "ours", compare=True)
+    assert dpn["F1 - paper"] == pytest.approx(0.70 - 0.8293)  # 002 at the ROC optimum
+    assert (light["Acc@0.5"], light["F1@0.5"]) == (0.95, 0.80)
+
+
 @pytest.mark.slow
 def test_bench_accuracy_tiny_fit_and_test(tmp_path):
     from benchmarks.common import read_table
