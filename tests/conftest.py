@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def data_root() -> Path | None:
-    """The folder holding the public datasets (CI: ../shared/data), or None."""
-    root = os.environ.get("RETINA_DATA_ROOT")
-    return Path(root) if root and Path(root).is_dir() else None
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import TINY_CLI
 
 from retina_lightning.cli import RunDirError, experiment_name, main, resolve_checkpoint
 
@@ -18,18 +19,7 @@ CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 EXPERIMENT_CONFIGS = [c for c in CONFIGS if c.parent.name not in ("trainer",)]
 
 # A tiny run of the quickstart config: small images, few steps.
-TINY = [
-    "--trainer.max_epochs=1",
-    "--trainer.enable_progress_bar=false",
-    "--data.init_args.dataset.init_args.num_train=3",
-    "--data.init_args.dataset.init_args.num_test=1",
-    "--data.init_args.dataset.init_args.height=64",
-    "--data.init_args.dataset.init_args.width=64",
-    "--data.init_args.patch_size=32",
-    "--data.init_args.batch_size=2",
-    "--data.init_args.steps_per_epoch=2",
-    "--model.init_args.model.init_args.base_channels=4",
-]
+TINY = TINY_CLI
 
 
 def _retina(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -22,7 +22,6 @@ import copy
 import functools
 import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import DATA_ROOT, dataset_dir, needs
 from lightning.pytorch.cli import LightningArgumentParser
 from torch import nn
 
@@ -60,7 +60,6 @@ CONFIGS = sorted(
     if p.parent.name != "trainer"
 )
 DRIVE_SHORT = [c for c in CONFIGS if c.startswith("drive/") and c.endswith("_short.yaml")]
-DATA_ROOT = Path(os.environ.get("RETINA_DATA_ROOT", "/nonexistent")).expanduser()
 
 
 def load(config: str) -> dict[str, Any]:
@@ -584,13 +583,6 @@ def test_synthetic_av_through_datamodule():
 # (b) real data (RETINA_DATA_ROOT)
 
 
-def needs(name: str):
-    return pytest.mark.skipif(
-        not (DATA_ROOT / name).is_dir(),
-        reason=f"set RETINA_DATA_ROOT to a folder holding {name}/ to run this test",
-    )
-
-
 @pytest.mark.real_data
 @pytest.mark.parametrize(
     ("config", "folder", "sizes"),
@@ -601,10 +593,9 @@ def needs(name: str):
     ],
 )
 def test_real_split(config, folder, sizes):
-    if not (DATA_ROOT / folder).is_dir():
-        pytest.skip(f"set RETINA_DATA_ROOT to a folder holding {folder}/ to run this test")
+    root = dataset_dir(folder)
     data = copy.deepcopy(load(config)["data"])
-    data["init_args"]["dataset"]["init_args"]["root"] = str(DATA_ROOT / folder)
+    data["init_args"]["dataset"]["init_args"]["root"] = str(root)
     dm = instantiate("data", data)
     dm.setup("fit")
     assert (len(dm.samples.train), len(dm.samples.val), len(dm.samples.test)) == sizes

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import TINY_CLI
 from lightning.pytorch.cli import LightningCLI
 
 from retina_lightning.losses import DiceCELoss
@@ -225,20 +226,7 @@ def test_missing_teacher_is_explained(tmp_path):
 # end to end through the CLI
 # --------------------------------------------------------------------------------------------
 
-TINY = [
-    "--trainer.max_epochs=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--data.init_args.dataset.init_args.num_train=3",
-    "--data.init_args.dataset.init_args.num_test=1",
-    "--data.init_args.dataset.init_args.height=64",
-    "--data.init_args.dataset.init_args.width=64",
-    "--data.init_args.patch_size=32",
-    "--data.init_args.batch_size=2",
-    "--data.init_args.steps_per_epoch=2",
-    "--model.init_args.model.init_args.base_channels=4",
-    "--model.init_args.figures=false",
-]
+TINY = [*TINY_CLI, "--model.init_args.figures=false"]
 
 
 def _retina(args: list[str]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import dataset_dir
 
 from retina_lightning.measure import (
     WidthResult,
@@ -197,14 +198,10 @@ def test_connectivity_curve_respects_fov() -> None:
 def test_ravir_ground_truth_widths_printed_next_to_the_paper(capsys):
     """SegRAVIR (000 IV-C) on RAVIR's labelled images: mean diameters in microns, printed next
     to the paper's test-set reference (whose labels are not public)."""
-    import os
-    from pathlib import Path
 
     from retina_lightning.cli import main
 
-    root = Path(os.environ.get("RETINA_DATA_ROOT", "/nonexistent")) / "RAVIR"
-    if not root.is_dir():
-        pytest.skip("set RETINA_DATA_ROOT to a folder holding RAVIR/ to run this test")
+    root = dataset_dir("RAVIR")
     assert main(["data", "widths", "--dataset", "ravir", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "RAVIR train: 23 images" in out and "97.93 +- 8.62 um" in out and "113.98" in out

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 import csv
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import DATA_ROOT, TINY_CLI, needs
 from PIL import Image
 
 from retina_lightning.data.datamodule import RetinaDataModule
@@ -31,25 +31,7 @@ from retina_lightning.tasks.segmentation import SegmentationTask, vessel_probabi
 REPO = Path(__file__).resolve().parents[1]
 
 
-def data_root() -> Path | None:
-    root = os.environ.get("RETINA_DATA_ROOT")
-    return Path(root) if root and Path(root).is_dir() else None
-
-
-TINY = [
-    "--trainer.max_epochs=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--data.init_args.dataset.init_args.num_train=3",
-    "--data.init_args.dataset.init_args.num_test=1",
-    "--data.init_args.dataset.init_args.height=64",
-    "--data.init_args.dataset.init_args.width=64",
-    "--data.init_args.patch_size=32",
-    "--data.init_args.batch_size=2",
-    "--data.init_args.steps_per_epoch=2",
-    "--model.init_args.model.init_args.base_channels=4",
-    "--model.init_args.model.init_args.depth=2",
-]
+TINY = [*TINY_CLI, "--model.init_args.model.init_args.depth=2"]
 OUTPUTS = ("_prob", "_mask", "_overlay")
 
 
@@ -300,12 +282,9 @@ def test_width_colours_fill_each_vessel_with_its_axis_diameter():
 
 
 @pytest.mark.real_data
-@pytest.mark.skipif(
-    data_root() is None or not (data_root() / "DRIVE").is_dir(),
-    reason="set RETINA_DATA_ROOT to a folder holding DRIVE/",
-)
+@needs("DRIVE")
 def test_predict_on_drive_test_images_with_their_fov_masks(ckpt, tmp_path, capsys):
-    drive = data_root() / "DRIVE" / "test"
+    drive = DATA_ROOT / "DRIVE" / "test"
     images, masks = tmp_path / "images", tmp_path / "mask"
     images.mkdir()
     masks.mkdir()

@@ -7,25 +7,14 @@ observer F1 0.7891 pooled over the 20 test images inside the FOV).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import DATA_ROOT, needs
 
 from retina_lightning.data.check import check_dataset
 from retina_lightning.data.datasets import DRIVE, RAVIR, RITE
 
-DATA_ROOT = Path(os.environ.get("RETINA_DATA_ROOT", "/nonexistent")).expanduser()
-
 pytestmark = pytest.mark.real_data
-
-
-def needs(name: str):
-    return pytest.mark.skipif(
-        not (DATA_ROOT / name).is_dir(),
-        reason=f"set RETINA_DATA_ROOT to a folder holding {name}/ to run this test",
-    )
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY_CLI
 from lightning import Trainer
 from torch import nn
 
@@ -240,20 +241,7 @@ def test_callback_loads_freezes_and_splits_learning_rates(tmp_path, tiny_datamod
         TransferLearning(head_lr_factor=2.0)
 
 
-TINY = [
-    "--trainer.max_epochs=1",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-    "--data.init_args.dataset.init_args.num_train=3",
-    "--data.init_args.dataset.init_args.num_test=1",
-    "--data.init_args.dataset.init_args.height=64",
-    "--data.init_args.dataset.init_args.width=64",
-    "--data.init_args.patch_size=32",
-    "--data.init_args.batch_size=2",
-    "--data.init_args.steps_per_epoch=2",
-    "--model.init_args.model.init_args.base_channels=4",
-    "--model.init_args.figures=false",
-]
+TINY = [*TINY_CLI, "--model.init_args.figures=false"]
 
 
 @pytest.mark.slow

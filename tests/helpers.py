@@ -1,0 +1,44 @@
+"""What several test files share: where the public datasets are, and the command-line
+overrides that shrink any synthetic config to a run of seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+#: the folder holding DRIVE/, RAVIR/, RITE/ ... (CI: ../shared/data); absent for most users.
+DATA_ROOT = Path(os.environ.get("RETINA_DATA_ROOT", "/nonexistent")).expanduser()
+
+
+def needs(name: str) -> pytest.MarkDecorator:
+    """Skip unless ``RETINA_DATA_ROOT`` holds the dataset folder ``name``."""
+    return pytest.mark.skipif(
+        not (DATA_ROOT / name).is_dir(),
+        reason=f"set RETINA_DATA_ROOT to a folder holding {name}/ to run this test",
+    )
+
+
+def dataset_dir(name: str) -> Path:
+    """``RETINA_DATA_ROOT/name``, or skip the calling test when it is missing."""
+    folder = DATA_ROOT / name
+    if not folder.is_dir():
+        pytest.skip(f"set RETINA_DATA_ROOT to a folder holding {name}/ to run this test")
+    return folder
+
+
+#: one epoch of two steps on three 64 px synthetic images with a 4-channel network.
+TINY_CLI = [
+    "--trainer.max_epochs=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--data.init_args.dataset.init_args.num_train=3",
+    "--data.init_args.dataset.init_args.num_test=1",
+    "--data.init_args.dataset.init_args.height=64",
+    "--data.init_args.dataset.init_args.width=64",
+    "--data.init_args.patch_size=32",
+    "--data.init_args.batch_size=2",
+    "--data.init_args.steps_per_epoch=2",
+    "--model.init_args.model.init_args.base_channels=4",
+]
