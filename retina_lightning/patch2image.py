@@ -87,31 +87,34 @@ class WholeImageDataModule(RetinaDataModule):
         if multiple < 1:
             raise ValueError(f"multiple must be >= 1, got {multiple}")
         self.multiple = multiple
-        self._stack: tuple[Tensor, Tensor, Tensor] | None = None
+        self._stack: tuple[Tensor, ...] | None = None
 
-    def _whole_stack(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    def _whole_stack(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Conditioned images, labels, FOVs and training masks (``train_region``), padded."""
         if self._stack is not None and self._stack[0].device == device:
             return self._stack
         samples = self._require().train
         side = max(max(s.shape) for s in samples)
         side = -(-side // self.multiple) * self.multiple
-        images, labels, fovs = [], [], []
+        images, labels, fovs, masks = [], [], [], []
         for s in samples:
             h, w = s.shape
             image = to_tensor_image(s.image)[None].to(device)
             cond = self.preprocess.condition(image)[0]  # whole-image CLAHE, as at test time
             label = torch.from_numpy(s.av if self.target == "av" else s.label).to(device)
             fov = torch.from_numpy(s.fov.astype(bool)).to(device)
+            mask = torch.from_numpy(self.train_mask(s)).to(device)
             pad = (0, side - w, 0, side - h)
             images.append(F.pad(cond, pad))
             labels.append(F.pad(label, pad))
             fovs.append(F.pad(fov, pad))
-        self._stack = (torch.stack(images), torch.stack(labels), torch.stack(fovs))
+            masks.append(F.pad(mask, pad))
+        self._stack = tuple(torch.stack(t) for t in (images, labels, fovs, masks))
         return self._stack
 
     def training_patches(self, step: int, device: torch.device) -> dict[str, Tensor]:
         """The whole (padded) images of training step ``step``."""
-        images, labels, fovs = self._whole_stack(device)
+        images, labels, fovs, masks = self._whole_stack(device)
         n = images.shape[0]
         trainer = self.trainer
         epoch = trainer.current_epoch if trainer is not None else 0
@@ -122,11 +125,11 @@ class WholeImageDataModule(RetinaDataModule):
         order = torch.randperm(n, generator=gen)
         start = (step * world + rank) * self.batch_size
         index = order[(start + torch.arange(self.batch_size)) % n].to(device)
-        cond, label, fov = images[index], labels[index], fovs[index]
+        cond, label, fov = images[index], labels[index], masks[index]
         if self.preprocess.normalize == "dataset":
             mean, std = self.dataset_stats(device)
         else:
-            mean, std = self.preprocess.fov_stats(cond, fov)
+            mean, std = self.preprocess.fov_stats(cond, fovs[index])
         x = cond.float() / 255.0
         x, label, fov = self.augment_batch(x, label, fov, step_seed(self.seed, rank, epoch, step))
         if self.preprocess.normalize != "none":
@@ -167,10 +170,12 @@ def _retina(args: list[str]) -> Any:
 def _test(
     config: str, fragments: list[str], ckpt: Path, experiment: str, common: list[str]
 ) -> tuple[Path, Path, str]:
-    args = ["test", "--config", config]
+    # the phase's fragments come after the user's arguments: they win (an image-phase
+    # max_epochs over a patch-phase --trainer.max_epochs)
+    args = ["test", "--config", config, *common]
     for f in fragments:
         args += ["--config", f]
-    args += [*common, "--experiment", experiment, "--ckpt_path", str(ckpt)]
+    args += ["--experiment", experiment, "--ckpt_path", str(ckpt)]
     cli = _retina(args)
     results = cli.model.results_dir
     if results is None:
@@ -179,10 +184,10 @@ def _test(
 
 
 def _fit(config: str, fragments: list[str], experiment: str, common: list[str]) -> tuple[Any, Path]:
-    args = ["fit", "--config", config]
+    args = ["fit", "--config", config, *common]
     for f in fragments:
         args += ["--config", f]
-    args += [*common, "--experiment", experiment]
+    args += ["--experiment", experiment]
     cli = _retina(args)
     callback = cli.trainer.checkpoint_callback
     best = Path(callback.best_model_path or callback.last_model_path or "")
@@ -200,6 +205,8 @@ def run_patch2image(
     image_epochs: int = 300,
     image_lr: float | None = None,
     image_batch_size: int = 1,
+    image_passes: int = 1,
+    image_patience: int | None = None,
     multiple: int | None = None,
     patch_stride: int | None = None,
     scratch: bool = True,
@@ -216,6 +223,12 @@ def run_patch2image(
         image_lr: learning rate of whole-image training (the config's optimizer ``lr``); 004
             keeps 1.0 (AdaDelta) except for large networks on IDRiD (2e-4).
         image_batch_size: whole images per step (004: 1).
+        image_passes: passes over the training images per image-level epoch (the authors'
+            code: 5, ``steps_per_epoch = 5 * len(x_train)``); the plateau schedule and the
+            checkpoint choice run once per epoch.
+        image_patience: stop the image-level training after this many epochs without a
+            better validation AUROC; ``None`` trains all ``image_epochs`` (004 sec. 6.3: "at
+            the image level, the training is carried out until 300 epochs").
         multiple: side multiple of the padded training images; default the model's
             ``required_multiple``.
         patch_stride: stride of the overlapping tiles of the Patch row; default half the patch.
@@ -289,13 +302,23 @@ def run_patch2image(
             "init_args": {
                 "multiple": multiple or model_multiple,
                 "batch_size": image_batch_size,
-                "steps_per_epoch": math.ceil(n_train / image_batch_size),
+                "steps_per_epoch": image_passes * math.ceil(n_train / image_batch_size),
             },
         },
     }
     if image_lr is not None:
         image_data["optimizer"] = {"init_args": {"lr": image_lr}}
     image_fragment = _write_fragment(fragments_dir / "image.yaml", image_data)
+    # each fragment lists the image phase's callbacks in full (a later list replaces the
+    # config's, whose early stopping is the patch level's)
+    stopping = []
+    if image_patience is not None:
+        stopping.append(
+            {
+                "class_path": "lightning.pytorch.callbacks.EarlyStopping",
+                "init_args": {"monitor": "val/auroc", "mode": "max", "patience": image_patience},
+            }
+        )
     transfer = _write_fragment(
         fragments_dir / "transfer.yaml",
         {
@@ -305,12 +328,13 @@ def run_patch2image(
                         "class_path": "retina_lightning.transfer.TransferLearning",
                         # phase 3: "copying all the weights of f_P into f_I"
                         "init_args": {"checkpoint": str(patch_ckpt), "strict": True},
-                    }
+                    },
+                    *stopping,
                 ]
             }
         },
     )
-    plain = _write_fragment(fragments_dir / "scratch.yaml", {"trainer": {"callbacks": []}})
+    plain = _write_fragment(fragments_dir / "scratch.yaml", {"trainer": {"callbacks": stopping}})
     phases = [("Image/Fine-tuned", "finetune", transfer)]
     if scratch:
         phases.append(("Image/Scratch", "scratch", plain))
@@ -337,18 +361,31 @@ COLUMNS = (
 
 def format_phase_table(results: Sequence[PhaseResult], title: str = "") -> str:
     """004's table layout (Tables 1-4: AUC, Spec, Sens, Acc, Dice, Jaccard, AUPRC at the 0.5
-    threshold) for the pooled test metrics of each phase, then where each came from."""
+    threshold) for each phase: the suite's protocol (pooled inside the FOV), then, when the
+    test measured it (``unmasked_metrics``), 004's own (no FOV mask, mean over the test images
+    as the authors' code computes it), then where each row came from."""
     head = f"{'':18s}" + "".join(f"{name:>9s}" for name, _ in COLUMNS)
     lines = [title] if title else []
-    lines.append(head)
-    for r in results:
-        pooled = r.metrics.get("pooled", {})
-        cells = []
-        for _, key in COLUMNS:
-            value = pooled.get(key)
-            ok = isinstance(value, (int, float)) and not math.isnan(value)
-            cells.append(f"{value:9.4f}" if ok else f"{'-':>9s}")
-        lines.append(f"{r.phase:18s}" + "".join(cells))
+
+    def block(heading: str, pick) -> None:
+        lines.append(heading)
+        lines.append(head)
+        for r in results:
+            values = pick(r.metrics)
+            cells = []
+            for _, key in COLUMNS:
+                value = values.get(key)
+                ok = isinstance(value, (int, float)) and not math.isnan(value)
+                cells.append(f"{value:9.4f}" if ok else f"{'-':>9s}")
+            lines.append(f"{r.phase:18s}" + "".join(cells))
+
+    block("suite protocol: inside the FOV mask, pooled over pixels", lambda m: m.get("pooled", {}))
+    if any("unmasked" in r.metrics for r in results):
+        lines.append("")
+        block(
+            "004's protocol: whole image, no FOV mask, mean over images (compare with 004 Table 1)",
+            lambda m: m.get("unmasked", {}).get("per_image_mean", {}),
+        )
     lines.append("")
     lines += [f"{r.phase:18s}{r.metrics_path}  {r.inference}" for r in results]
     return "\n".join(lines)
@@ -368,6 +405,12 @@ def main(argv: Sequence[str] | None = None) -> list[PhaseResult]:
     parser.add_argument("--image_epochs", type=int, default=300, help="004: 300")
     parser.add_argument("--image_lr", type=float, default=None)
     parser.add_argument("--image_batch_size", type=int, default=1, help="004: 1")
+    parser.add_argument(
+        "--image_passes", type=int, default=1, help="passes per image epoch (authors' code: 5)"
+    )
+    parser.add_argument(
+        "--image_patience", type=int, default=None, help="early stopping (004: none, 300 epochs)"
+    )
     parser.add_argument("--multiple", type=int, default=None)
     parser.add_argument("--patch_stride", type=int, default=None)
     parser.add_argument("--no_scratch", action="store_true", help="skip Image/Scratch")
@@ -379,6 +422,8 @@ def main(argv: Sequence[str] | None = None) -> list[PhaseResult]:
         image_epochs=ns.image_epochs,
         image_lr=ns.image_lr,
         image_batch_size=ns.image_batch_size,
+        image_passes=ns.image_passes,
+        image_patience=ns.image_patience,
         multiple=ns.multiple,
         patch_stride=ns.patch_stride,
         scratch=not ns.no_scratch,

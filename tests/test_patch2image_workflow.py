@@ -60,11 +60,22 @@ def test_whole_image_batches_cover_each_training_image_once_per_epoch():
 def test_phase_table_has_004_columns(tmp_path):
     metrics = {"pooled": {"auroc": 0.98, "sp@0.5": 0.97, "se@0.5": 0.8, "acc@0.5": 0.96}}
     rows = [PhaseResult(p, tmp_path, tmp_path / f"{i}.json", metrics) for i, p in enumerate(PHASES)]
-    table = format_phase_table(rows)
-    lines = table.splitlines()
-    assert lines[0].split() == ["AUC", "Spec", "Sens", "Acc", "Dice", "Jaccard", "AUPRC"]
-    assert lines[1].split() == ["Patch", "0.9800", "0.9700", "0.8000", "0.9600", "-", "-", "-"]
-    assert [line.split()[0] for line in lines[1:5]] == list(PHASES)
+    lines = format_phase_table(rows).splitlines()
+    assert "inside the FOV" in lines[0]
+    assert lines[1].split() == ["AUC", "Spec", "Sens", "Acc", "Dice", "Jaccard", "AUPRC"]
+    assert lines[2].split() == ["Patch", "0.9800", "0.9700", "0.8000", "0.9600", "-", "-", "-"]
+    assert [line.split()[0] for line in lines[2:6]] == list(PHASES)
+    assert "no FOV mask" not in "\n".join(lines)  # only when the test measured it
+
+
+def test_phase_table_prints_004s_protocol_beside_the_suites(tmp_path):
+    unmasked = {"per_image_mean": {"auroc": 0.981, "f1@0.5": 0.795}}
+    metrics = {"pooled": {"auroc": 0.97, "f1@0.5": 0.80}, "unmasked": unmasked}
+    rows = [PhaseResult("Image/Fine-tuned", tmp_path, tmp_path / "m.json", metrics)]
+    lines = format_phase_table(rows).splitlines()
+    i = next(k for k, line in enumerate(lines) if "no FOV mask" in line)
+    assert lines[i + 2].split() == ["Image/Fine-tuned", "0.9810", "-", "-", "-", "0.7950", "-", "-"]
+    assert lines[2].split()[:2] == ["Image/Fine-tuned", "0.9700"]
 
 
 TINY = [

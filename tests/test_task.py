@@ -145,3 +145,101 @@ def test_short_fit_learns_and_test_writes_results(tiny_datamodule, tmp_path):
     csv = (tmp_path / "test" / "per_image.csv").read_text().splitlines()
     assert len(csv) == 3 and csv[0].startswith("image,auroc,auprc")
     assert "2nd observer" in format_report(report)
+
+
+class FirstChannelLogits(nn.Module):
+    """A fixed 'network': the first input channel is the logit (known probabilities)."""
+
+    required_multiple = 1
+    num_classes = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x[:, :1] + 0.0 * self.unused
+
+
+def test_unmasked_metrics_score_every_pixel_beside_the_fov_ones(tmp_path):
+    """004's protocol (no FOV mask, threshold 0.5) next to the FOV one, both against
+    scikit-learn on known probabilities."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    g = torch.Generator().manual_seed(1)
+    n, side = 3, 24
+    label = (torch.rand(n, side, side, generator=g) < 0.2).long()
+    image = torch.randn(n, 1, side, side, generator=g) + 1.5 * label[:, None].float() - 0.8
+    yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    fov = (((yy - 11.5) ** 2 + (xx - 11.5) ** 2) < 10.0**2).expand(n, -1, -1).contiguous()
+    # outside the FOV: dark surround the network calls background, as a real one should
+    image[:, 0][~fov] = -6.0
+    label[~fov] = 0
+    items = [
+        {
+            "image": image[i],
+            "raw": image[i],
+            "label": label[i],
+            "fov": fov[i],
+            "second": torch.zeros_like(label[i]),
+            "has_second": False,
+            "index": i,
+            "name": f"im{i}",
+        }
+        for i in range(n)
+    ]
+    loader = torch.utils.data.DataLoader(items, batch_size=1)
+    task = SegmentationTask(
+        FirstChannelLogits(), unmasked_metrics=True, connectivity=False, figures=False
+    )
+    task.results_dir = tmp_path
+    _trainer(tmp_path).test(task, dataloaders=loader)
+    report = task.test_report
+    prob = torch.sigmoid(image[:, 0])
+    m = fov.numpy()
+    assert report["pooled"]["auroc"] == pytest.approx(
+        roc_auc_score(label.numpy()[m], prob.numpy()[m]), abs=1e-6
+    )
+    whole = report["unmasked"]
+    assert whole["pooled"]["auroc"] == pytest.approx(
+        roc_auc_score(label.numpy().ravel(), prob.numpy().ravel()), abs=1e-6
+    )
+    # the easy dark surround raises the unmasked AUROC and accuracy, as it does 004's numbers
+    assert whole["pooled"]["auroc"] > report["pooled"]["auroc"]
+    assert whole["pooled"]["acc@0.5"] > report["pooled"]["acc@0.5"]
+    per_image_f1 = [
+        f1_score(label[i].numpy().ravel(), prob[i].numpy().ravel() >= 0.5) for i in range(n)
+    ]
+    assert whole["per_image_mean"]["f1@0.5"] == pytest.approx(sum(per_image_f1) / n, abs=1e-6)
+    text = format_report(report)
+    assert "no FOV mask, pooled @0.5" in text and "no FOV mask, per image @0.5" in text
+    rows = (tmp_path / "per_image.csv").read_text().splitlines()
+    assert "nofov_f1@0.5" in rows[0]
+
+
+class IdentityConv(nn.Module):
+    """A 1x1 convolution with weight 1: under bf16 autocast its output is bfloat16."""
+
+    required_multiple = 1
+    num_classes = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        nn.init.ones_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_evaluation_runs_in_float32_under_bf16_autocast():
+    model = IdentityConv()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.randn(1, 1, 4, 4)).dtype == torch.bfloat16  # what training sees
+    task = SegmentationTask(model)
+    x = torch.randn(1, 1, 8, 8) * 3.0 + 0.123456
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        probs = task.predict_probs(x)
+    assert probs.dtype == torch.float32
+    torch.testing.assert_close(probs[:, 0], torch.sigmoid(x[:, 0]), rtol=0, atol=1e-7)

@@ -128,6 +128,11 @@ class RetinaDataModule(LightningDataModule):
         steps_per_epoch: training steps per epoch (patches are drawn afresh every step, so an
             "epoch" is a bookkeeping unit for validation and checkpoints).
         vessel_fraction: share of patches centred on a vessel pixel.
+        train_region: ``fov`` (default): patch centres lie inside the FOV and the loss counts
+            FOV pixels only; ``image``: centres anywhere in the image and the loss counts every
+            pixel, as 004's code does (a stride-16 grid over the whole image, no mask, sec.
+            6.1.1), which teaches the network the dark surround that 004's unmasked metrics
+            score. Validation and test metrics keep the real FOV either way.
         eval_batch_size: whole images per validation / test batch (1 unless all images have
             the same size).
         num_workers: DataLoader workers for reading whole images.
@@ -145,6 +150,7 @@ class RetinaDataModule(LightningDataModule):
         batch_size: int = 16,
         steps_per_epoch: int = 100,
         vessel_fraction: float = 0.0,
+        train_region: Literal["fov", "image"] = "fov",
         eval_batch_size: int = 1,
         num_workers: int = 0,
         seed: int = 0,
@@ -167,6 +173,12 @@ class RetinaDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.vessel_fraction = vessel_fraction
+        if train_region not in ("fov", "image"):
+            raise ValueError(
+                f"train_region must be 'fov' or 'image', got {train_region!r}: set "
+                "data.init_args.train_region: fov (or image, 004's unmasked training)"
+            )
+        self.train_region = train_region
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.seed = seed
@@ -251,11 +263,13 @@ class RetinaDataModule(LightningDataModule):
         images = torch.zeros(len(samples), c, h, w, dtype=torch.uint8)
         labels = torch.zeros(len(samples), h, w, dtype=torch.uint8)
         fovs = torch.zeros(len(samples), h, w, dtype=torch.bool)
+        masks = torch.zeros(len(samples), h, w, dtype=torch.bool)
         for i, s in enumerate(samples):
             sh, sw = s.shape
             images[i, :, :sh, :sw] = to_tensor_image(s.image)
             labels[i, :sh, :sw] = torch.from_numpy(s.av if self.target == "av" else s.label)
             fovs[i, :sh, :sw] = torch.from_numpy(s.fov.astype(bool))
+            masks[i, :sh, :sw] = torch.from_numpy(self.train_mask(s))
         images, labels, fovs = images.to(device), labels.to(device), fovs.to(device)
         conditioned = self.preprocess.condition(images)
         mean, std = self.preprocess.fov_stats(conditioned, fovs)
@@ -265,7 +279,13 @@ class RetinaDataModule(LightningDataModule):
         ds_var = ((std.double() ** 2 + (mean.double() - ds_mean) ** 2) * n).sum(0, keepdim=True)
         self._dataset_stats = (ds_mean.float(), (ds_var / n.sum()).sqrt().float())
         window = self.augment.context(self.patch_size)
-        return PatchSampler(conditioned, labels, fovs, window, self.vessel_fraction)
+        return PatchSampler(conditioned, labels, masks.to(device), window, self.vessel_fraction)
+
+    def train_mask(self, sample: Sample) -> np.ndarray:
+        """Where training patches are centred and the loss counts (``train_region``)."""
+        if self.train_region == "image":
+            return np.ones(sample.shape, dtype=bool)
+        return sample.fov.astype(bool)
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in checkpoints: the training-set statistics of ``normalize: dataset``, so

@@ -2,11 +2,12 @@
 
 :class:`Preprocess` is the papers' input conditioning: colour channels (RGB; the green channel,
 where vessel contrast is highest; gray as patch2image, 004 section 4.1), gamma correction
-(004: 1.7), CLAHE (kornia ``equalize_clahe``; 004, and DPN on STARE, 002 section IV-A), then a
-normalisation to zero mean and unit variance inside the FOV, per image or with the training
-set's statistics. The first three steps run once per whole image and keep uint8 storage, so
-training patches are cut from already-conditioned images (CLAHE on a patch would differ from
-CLAHE on the image the network sees at test time).
+(004: 1.7), CLAHE (kornia ``equalize_clahe``, or scikit-image ``equalize_adapthist`` as 004's
+code uses; 004, and DPN on STARE, 002 section IV-A), in either order, then a normalisation to
+zero mean and unit variance inside the FOV, per image or with the training set's statistics.
+The conditioning steps run once per whole image and keep uint8 storage, so training patches
+are cut from already-conditioned images (CLAHE on a patch would differ from CLAHE on the image
+the network sees at test time).
 
 :class:`Augment` lists the training augmentations; :func:`build_augmentation` turns it into a
 kornia ``AugmentationSequential`` over (image, label, FOV) whose geometric ops move all three
@@ -27,22 +28,67 @@ from torch import Tensor
 
 Channels = Literal["rgb", "green", "gray"]
 Normalization = Literal["image", "dataset", "none"]
+Order = Literal["clahe-gamma", "gamma-clahe"]
+ClaheBackend = Literal["kornia", "skimage"]
+#: RGB -> gray weights: ITU-R BT.601 luma, BT.709 luminance (scikit-image ``rgb2gray``).
+LUMA = {"601": (0.299, 0.587, 0.114), "709": (0.2125, 0.7154, 0.0721)}
+
+
+def rescale_intensity(x: Tensor) -> Tensor:
+    """Stretch each image and channel of ``(B, C, H, W)`` linearly to [0, 1] (scikit-image
+    ``rescale_intensity(img, out_range=(0, 1))``, which 004's ``_process_img`` applies after the
+    gray conversion and after the gamma); a constant image stays as it is."""
+    lo = x.amin((2, 3), keepdim=True)
+    hi = x.amax((2, 3), keepdim=True)
+    span = hi - lo
+    return torch.where(span > 0, (x - lo) / span.clamp_min(1e-12), x)
+
+
+def clahe_skimage(x: Tensor, clip: float, grid: tuple[int, int]) -> Tensor:
+    """scikit-image's CLAHE (``equalize_adapthist``) on each image and channel of ``x`` in
+    [0, 1]: ``clip_limit=clip`` (scikit-image's normalised clip, 0.01 by default) and tiles of
+    ``image size / grid`` (scikit-image's default kernel is 1/8 of each side: ``grid (8, 8)``).
+    Runs on the CPU (NumPy) and returns to ``x``'s device."""
+    from skimage.exposure import equalize_adapthist
+
+    arr = x.detach().float().cpu().numpy()
+    out = arr.copy()
+    h, w = arr.shape[-2:]
+    kernel = (max(h // int(grid[0]), 1), max(w // int(grid[1]), 1))
+    for b in range(arr.shape[0]):
+        for c in range(arr.shape[1]):
+            out[b, c] = equalize_adapthist(arr[b, c], kernel_size=kernel, clip_limit=clip)
+    return torch.from_numpy(out).to(x.device)
 
 
 @dataclass
 class Preprocess:
     """Input conditioning applied to every image (train, validation, test, predict).
 
+    The steps, in order: channels; ``rescale``; CLAHE and gamma in the given ``order``;
+    ``rescale`` again after the gamma. 004's public code (``routines._process_img``) is
+    ``channels: gray, rescale: true, clahe: true, clahe_backend: skimage, clahe_clip: 0.01,
+    gamma: 1.7, order: clahe-gamma`` (sec. 6.1.2 lists gray, gamma, CLAHE without an order;
+    the code applies CLAHE first).
+
     Args:
         channels: ``rgb`` keeps 3 channels; ``green`` keeps the green channel; ``gray`` uses
-            ITU-R 601 luma. One-channel sources (infrared) are replicated for ``rgb``.
-        gamma: ``out = in ** (1 / gamma)`` on [0, 1] (patch2image's gamma 1.7 brightens the
-            dark vessels' surroundings); 1.0 disables it.
+            the ``luma`` weights. One-channel sources (infrared) are replicated for ``rgb``.
+        luma: gray weights: ``601`` (ITU-R BT.601: 0.299, 0.587, 0.114) or ``709`` (BT.709:
+            0.2125, 0.7154, 0.0721, scikit-image ``rgb2gray``, 004's code).
+        gamma: ``out = in ** gamma`` on [0, 1] (scikit-image ``adjust_gamma``; 004's 1.7
+            darkens mid-tones, deepening thin vessels against the background); 1.0 disables
+            it.
+        order: ``clahe-gamma`` (004's code) or ``gamma-clahe``.
+        rescale: stretch to [0, 1] after the channel conversion and after the gamma (004).
         clahe: contrast-limited adaptive histogram equalisation per channel.
-        clahe_clip: CLAHE clip limit (kornia's convention).
-        clahe_grid: CLAHE tile grid.
+        clahe_backend: ``kornia`` (``equalize_clahe``, on the batch's device) or ``skimage``
+            (``equalize_adapthist``, CPU, 004's code).
+        clahe_clip: CLAHE clip limit, in the backend's convention (kornia: 2.0 is mild;
+            scikit-image: 0.01 is its default).
+        clahe_grid: CLAHE tile grid (scikit-image: tiles of image size / grid).
         normalize: ``image``: each image to zero mean / unit std inside its FOV; ``dataset``:
-            one mean / std from the training images; ``none``: values in [0, 1].
+            one mean / std from the training images; ``none``: values in [0, 1] (004).
     """
 
     channels: Channels = "rgb"
@@ -51,13 +97,33 @@ class Preprocess:
     clahe_clip: float = 2.0
     clahe_grid: tuple[int, int] = (8, 8)
     normalize: Normalization = "image"
+    order: Order = "clahe-gamma"
+    rescale: bool = False
+    luma: Literal["601", "709"] = "601"
+    clahe_backend: ClaheBackend = "kornia"
+
+    def __post_init__(self) -> None:
+        if self.order not in ("clahe-gamma", "gamma-clahe"):
+            raise ValueError(
+                f"preprocess.order must be 'clahe-gamma' or 'gamma-clahe', got {self.order!r}"
+            )
+        if self.clahe_backend not in ("kornia", "skimage"):
+            raise ValueError(
+                f"preprocess.clahe_backend must be 'kornia' or 'skimage', got "
+                f"{self.clahe_backend!r}"
+            )
+        if str(self.luma) not in LUMA:
+            raise ValueError(f"preprocess.luma must be '601' or '709', got {self.luma!r}")
+        if not self.gamma > 0:
+            raise ValueError(f"preprocess.gamma must be > 0 (1.0 disables it), got {self.gamma}")
 
     @property
     def out_channels(self) -> int:
         return 3 if self.channels == "rgb" else 1
 
     def condition(self, image: Tensor) -> Tensor:
-        """Channels, gamma and CLAHE: ``(B, C, H, W)`` uint8 -> ``(B, C', H, W)`` uint8."""
+        """Channels, rescale, CLAHE and gamma: ``(B, C, H, W)`` uint8 -> ``(B, C', H, W)``
+        uint8."""
         x = image.float() / 255.0
         c = x.shape[1]
         if self.channels == "rgb":
@@ -66,19 +132,32 @@ class Preprocess:
             x = x[:, 1:2] if c == 3 else x
         elif self.channels == "gray":
             if c == 3:
-                w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+                w = torch.tensor(LUMA[str(self.luma)], device=x.device).view(1, 3, 1, 1)
                 x = (x * w).sum(1, keepdim=True)
         else:
             raise ValueError(
                 f"preprocess.channels must be rgb, green or gray, got {self.channels!r}"
             )
-        if self.gamma != 1.0:
-            x = x.clamp_min(0).pow(1.0 / self.gamma)
-        if self.clahe:
-            x = equalize_clahe(
-                x.contiguous(), clip_limit=self.clahe_clip, grid_size=self.clahe_grid
-            )
+        if self.rescale:
+            x = rescale_intensity(x)
+        steps = (self._clahe, self._gamma)
+        for step in steps if self.order == "clahe-gamma" else steps[::-1]:
+            x = step(x)
         return (x * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+    def _gamma(self, x: Tensor) -> Tensor:
+        if self.gamma == 1.0:
+            return x
+        x = x.clamp_min(0).pow(self.gamma)
+        return rescale_intensity(x) if self.rescale else x
+
+    def _clahe(self, x: Tensor) -> Tensor:
+        if not self.clahe:
+            return x
+        grid = (int(self.clahe_grid[0]), int(self.clahe_grid[1]))
+        if self.clahe_backend == "skimage":
+            return clahe_skimage(x, self.clahe_clip, grid)
+        return equalize_clahe(x.contiguous(), clip_limit=self.clahe_clip, grid_size=grid)
 
     @staticmethod
     def fov_stats(image: Tensor, fov: Tensor) -> tuple[Tensor, Tensor]:

@@ -39,6 +39,7 @@ from retina_lightning.metrics import (
     select_fov,
     summarize_rows,
 )
+from retina_lightning.precision import float32_inference
 from retina_lightning.types import AV_CLASS_NAMES, as_output
 
 
@@ -71,6 +72,11 @@ class SegmentationTask(LightningModule):
         connectivity: compute IterNet's connectivity per test image (scikit-image, CPU).
         metrics_in_fov: count only FOV pixels (the usual protocol); ``False`` counts the whole
             image, as 004 and IterNet's "without masks" rows do.
+        unmasked_metrics: with ``metrics_in_fov``, also score every pixel of each test image
+            (no FOV mask) and report it beside the FOV metrics (``metrics.json`` key
+            ``unmasked``; per-image columns ``nofov_*``): 004's protocol (Table 1, threshold
+            0.5, the authors' code averages the per-image metrics), so both can be read
+            against the paper from one test run.
         figures: save ROC/PR curves, a box plot and best/worst panels with the test results.
         lr: Adam learning rate used when the config gives no ``optimizer``.
     """
@@ -85,6 +91,7 @@ class SegmentationTask(LightningModule):
         auroc_bins: int | None = None,
         connectivity: bool = True,
         metrics_in_fov: bool = True,
+        unmasked_metrics: bool = False,
         figures: bool = True,
         lr: float = 1e-3,
     ) -> None:
@@ -111,11 +118,13 @@ class SegmentationTask(LightningModule):
         self.auroc_bins = auroc_bins
         self.connectivity = connectivity
         self.metrics_in_fov = metrics_in_fov
+        self.unmasked_metrics = unmasked_metrics and metrics_in_fov
         self.figures = figures
         self.lr = lr
         self.register_buffer("threshold", torch.tensor(0.5 if threshold is None else threshold))
         self.val_metrics = PooledBinaryMetrics(bins=auroc_bins)
         self.test_metrics = PooledBinaryMetrics(bins=auroc_bins)
+        self.unmasked_test_metrics = PooledBinaryMetrics(bins=auroc_bins)
         # one-vs-rest metrics of each foreground class (artery / vein, as SegRAVIR reports)
         self.class_names = (
             AV_CLASS_NAMES
@@ -197,8 +206,10 @@ class SegmentationTask(LightningModule):
 
     # -------------------------------------------------------------- evaluation
     def predict_probs(self, image: Tensor) -> Tensor:
-        """``(B, K, H, W)`` probabilities of the model's main output for whole images."""
-        return self.inferer(self.model, image)
+        """``(B, K, H, W)`` probabilities of the model's main output for whole images, in
+        float32 whatever precision training ran in (:mod:`retina_lightning.precision`)."""
+        with float32_inference(image.device):
+            return self.inferer(self.model, image.float())
 
     def _binary(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
         probs = self.predict_probs(batch["image"])
@@ -236,6 +247,8 @@ class SegmentationTask(LightningModule):
         target = label if self.num_classes == 1 else (label > 0).long()
         fov = batch["fov"] if self.metrics_in_fov else torch.ones_like(batch["fov"])
         self.test_metrics.update(prob, target, fov)
+        if self.unmasked_metrics:
+            self.unmasked_test_metrics.update(prob, target, None)
         if self.num_classes > 1:
             predicted = probs.argmax(1)
             for c in range(1, self.num_classes):
@@ -246,6 +259,9 @@ class SegmentationTask(LightningModule):
         for i in range(prob.shape[0]):
             row: dict[str, Any] = {"image": batch["name"][i]}
             row.update(image_metrics(prob[i], target[i], fov[i], thresholds))
+            if self.unmasked_metrics:
+                whole = image_metrics(prob[i], target[i], None, {"0.5": 0.5})
+                row.update({f"nofov_{k}": v for k, v in whole.items()})
             if self.connectivity:
                 row["connectivity"] = self._connectivity(prob[i], target[i], fov[i])
             row["_index"] = int(batch["index"][i])
@@ -322,6 +338,20 @@ class SegmentationTask(LightningModule):
             "per_image_mean": {k: v[0] for k, v in per_image.items()},
             "per_image_std": {k: v[1] for k, v in per_image.items()},
         }
+        if self.unmasked_metrics:
+            report["unmasked"] = {
+                "protocol": "every image pixel (no FOV mask), threshold 0.5 (004)",
+                "pooled": self.unmasked_test_metrics.report({"0.5": 0.5}),
+                "per_image_mean": {
+                    k[len("nofov_") :]: v[0] for k, v in per_image.items() if k.startswith("nofov_")
+                },
+                "per_image_std": {
+                    k[len("nofov_") :]: v[1] for k, v in per_image.items() if k.startswith("nofov_")
+                },
+            }
+            self.unmasked_test_metrics.reset()
+            for key in ("auroc", "f1@0.5", "acc@0.5"):
+                self.log(f"test/nofov_{key}", report["unmasked"]["pooled"][key])
         if self.num_classes > 1:
             report["per_class"] = {}
             for c in range(1, self.num_classes):
@@ -445,6 +475,18 @@ def format_report(report: dict[str, Any]) -> str:
         keys = [c if c in ("auroc", "auprc") else f"{c}@{t}" for c in cols]
         lines.append(
             f"{'per image @' + t:28s}" + "".join(cell(mean.get(k), std.get(k)) for k in keys)
+        )
+    unmasked = report.get("unmasked")
+    if unmasked:
+        keys = [c if c in ("auroc", "auprc") else f"{c}@0.5" for c in cols]
+        lines.append(
+            f"{'no FOV mask, pooled @0.5':28s}"
+            + "".join(cell(unmasked["pooled"].get(k)) for k in keys)
+        )
+        um, us = unmasked["per_image_mean"], unmasked["per_image_std"]
+        lines.append(
+            f"{'no FOV mask, per image @0.5':28s}"
+            + "".join(cell(um.get(k), us.get(k)) for k in keys)
         )
     if "connectivity" in mean:
         lines.append(
