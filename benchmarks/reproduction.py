@@ -29,6 +29,7 @@ import math
 import shutil
 import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,7 +220,16 @@ def _copy_fit(run: Path, dst: Path) -> None:
             shutil.copy2(run / name, dst / name)
 
 
-def collect(kind: str, run: Path, into: str, hardware: str, command: str) -> Path:
+def _started(run: Path) -> float:
+    """When a run began: its directory's name is its start time (``%Y%m%d-%H%M%S``, local
+    time, as ``retina`` names them); the directory's mtime otherwise."""
+    try:
+        return time.mktime(time.strptime(run.name[:15], "%Y%m%d-%H%M%S"))
+    except ValueError:
+        return run.stat().st_mtime
+
+
+def collect(kind: str, run: Path, into: str, hardware: str, command: str, note: str = "") -> Path:
     """Copy a finished run's measurements into ``reproduction/<into>/`` with ``run.json``.
 
     ``kind="patch2image"``: ``run`` is the experiment folder of ``retina patch2image``
@@ -252,8 +262,10 @@ def collect(kind: str, run: Path, into: str, hardware: str, command: str) -> Pat
     else:
         raise SystemExit(f"--kind must be patch2image or fit, got {kind!r}")
     files = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file())
-    hours = (end.stat().st_mtime - start.stat().st_mtime) / 3600.0
+    hours = (end.stat().st_mtime - _started(start)) / 3600.0
     record = {"command": command, "hardware": hardware, "hours": round(hours, 3), "run": str(run)}
+    if note:
+        record["note"] = note
     (dst / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"collected {len(files)} files into {dst} ({hours:.2f} h)")
     return dst
@@ -392,10 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--into", required=True, help="<dataset>/<method>/<run name>")
     c.add_argument("--hardware", required=True)
     c.add_argument("--command", required=True, help="the command that made the run")
+    c.add_argument("--note", default="", help="anything a reader needs about this run")
     sub.add_parser("build", help="rebuild reproduction.csv / .md (the default)")
     ns = parser.parse_args(argv)
     if ns.command_name == "collect":
-        collect(ns.kind, ns.run, ns.into, ns.hardware, ns.command)
+        collect(ns.kind, ns.run, ns.into, ns.hardware, ns.command, ns.note)
     csv_path, md_path = write_ledger(ledger_rows())
     print(f"wrote {csv_path} and {md_path}")
     print(md_path.read_text())
