@@ -48,7 +48,7 @@ METHODS: dict[str, Method] = {
             "r2unet",
             "R2U-Net",
             "retina_lightning.models.R2UNet",
-            {"in_channels": 1, "base_channels": 16, "depth": 3, "t": 2},
+            {"in_channels": 1, "base_channels": 16, "depth": 3, "t": 2, "shared_weights": False},
         ),
         Method("dpn", "DPN", "retina_lightning.models.DPN", {"in_channels": 3}),
         Method("iternet", "IterNet", "retina_lightning.models.IterNet", {"in_channels": 3}),

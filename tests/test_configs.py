@@ -39,6 +39,7 @@ from retina_lightning.data.base import RetinaDataset
 from retina_lightning.data.transforms import Preprocess
 from retina_lightning.losses import DeepSupervisionLoss, OutputLoss, SegRAVIRLoss, compute_loss
 from retina_lightning.tasks import SegmentationTask
+from retina_lightning.tracking import method_name
 from retina_lightning.types import Sample, as_output
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,6 +121,9 @@ def test_configs_exist():
         "folder/unet.yaml",
         "synthetic/unet.yaml",
         "synthetic/unet_av.yaml",
+        # DPN / IterNet with 4 of the 20 DRIVE training images held out (the papers hold none)
+        "drive/dpn_16_4.yaml",
+        "drive/iternet_16_4.yaml",
     }
     methods = [
         "unet",
@@ -158,6 +162,9 @@ def test_dpn_recipe():
     assert (data["batch_size"], data["patch_size"]) == (1, 512)
     assert cfg["trainer"]["max_epochs"] * data["steps_per_epoch"] * data["batch_size"] == 100_000
     assert init_args(task["inferer"])["mode"] == "whole"
+    # 002 sec. 4.1: the 20 official training images, none held out
+    assert class_name(data["split"]) == "OfficialSplit"
+    assert init_args(data["split"])["val_fraction"] == 0.0
 
 
 def test_iternet_recipe():
@@ -175,6 +182,51 @@ def test_iternet_recipe():
     assert cfg["trainer"]["max_epochs"] == 200
     inferer = init_args(task["inferer"])
     assert inferer["tile_size"] == 128 and inferer["blend"] == "mean"
+    # 003 sec. 5: "we use 20 images for training [...] We do not use any validation images"
+    assert class_name(data["split"]) == "OfficialSplit"
+    assert init_args(data["split"])["val_fraction"] == 0.0
+
+
+#: the papers' DRIVE split (all 20 training images) and its 16 / 4 hold-out variant
+PAPER_AND_16_4 = [
+    ("drive/dpn.yaml", "drive/dpn_16_4.yaml"),
+    ("drive/iternet.yaml", "drive/iternet_16_4.yaml"),
+]
+
+
+def _without_val_fraction(cfg: dict[str, Any]) -> dict[str, Any]:
+    cfg = copy.deepcopy(cfg)
+    del cfg["data"]["init_args"]["split"]["init_args"]["val_fraction"]
+    return cfg
+
+
+def _header(config: str) -> str:
+    lines = (REPO / "configs" / config).read_text().splitlines(keepends=True)
+    return "".join(line for line in lines if line.startswith("#"))
+
+
+def _header_ckpt_paths(config: str) -> list[str]:
+    """``--ckpt_path X`` of the header's example command lines (the lines of the commands)."""
+    return re.findall(r"^#\s+(?:retina test .*|)--ckpt_path (\w+)", _header(config), re.M)
+
+
+@pytest.mark.parametrize(("paper", "variant"), PAPER_AND_16_4)
+def test_paper_split_and_16_4_variant(paper, variant):
+    """``dpn.yaml`` / ``iternet.yaml`` train on all 20 DRIVE training images (val_fraction 0:
+    validation, hence the threshold, runs on the training images and the paper's rule is the
+    last checkpoint); the ``_16_4`` variant holds 4 out and is otherwise the same file."""
+    full, held = load(paper), load(variant)
+    assert init_args(init_args(full["data"])["split"])["val_fraction"] == 0.0
+    assert init_args(init_args(held["data"])["split"])["val_fraction"] == 0.2
+    assert _without_val_fraction(full) == _without_val_fraction(held)
+    samples = published_split(paper)
+    assert (len(samples.train), len(samples.val), len(samples.test)) == (20, 0, 20)
+    samples = published_split(variant)
+    assert (len(samples.train), len(samples.val), len(samples.test)) == (16, 4, 20)
+    # the header's test commands follow the rule: last without hold-out, best with it
+    assert set(_header_ckpt_paths(paper)) == {"last"}
+    assert set(_header_ckpt_paths(variant)) == {"best"}
+    assert variant in _header(paper) and paper in _header(variant)
 
 
 @pytest.mark.parametrize("config", ["drive/segravir.yaml", "ravir/segravir.yaml"])
@@ -223,16 +275,55 @@ def test_r2unet_recipe():
     assert init_args(data["split"])["val_fraction"] == 0.1
     assert cfg["trainer"]["max_epochs"] == 10
     assert callbacks(cfg)["EarlyStopping"] == {"monitor": "val/auroc", "mode": "max", "patience": 5}
+    assert init_args(cfg["optimizer"]) == {"lr": 1e-3}  # 001 names no rate: Adam's default
+    assert init_args(task["loss"]) == {}  # plain BCE: no pos_weight (001 does not weight)
+
+
+@pytest.mark.parametrize(
+    ("config", "shared", "count"),
+    [
+        ("drive/r2unet.yaml", False, 1_043_313),
+        ("drive/r2unet_short.yaml", False, 261_305),
+    ],
+)
+def test_r2unet_recurrent_weights(config, shared, count):
+    """001 sec. 3.2, O(t) = w^f * x(t) + w^r * x(t-1) + b: separate feed-forward and
+    recurrent weights (1,043,313 parameters at the recipe's widths); one shared convolution,
+    the public implementations' RCL, gives 554,865 (139,193 for the short variant)."""
+    section = load(config)["model"]
+    assert init_args(init_args(section)["model"])["shared_weights"] is shared
+    task = instantiate("model", section)
+    assert sum(p.numel() for p in task.model.parameters()) == count
+    section = copy.deepcopy(section)
+    init_args(init_args(section)["model"])["shared_weights"] = True
+    task = instantiate("model", section)
+    shared_count = {"drive/r2unet.yaml": 554_865, "drive/r2unet_short.yaml": 139_193}[config]
+    assert sum(p.numel() for p in task.model.parameters()) == shared_count
 
 
 @pytest.mark.parametrize("net", ["light", "miniunet", "dense"])
 def test_patch2image_recipe(net):
-    """004 sec. 6.1.2 and 6.3: gray + gamma 1.7 + CLAHE, BCE - Dice, AdaDelta lr 1.0,
-    plateau x0.2 after 5 epochs down to 1e-5, early stopping 30, batch 32, 20 % validation."""
+    """004 sec. 6.1.2 and 6.3 as the authors' code runs them: gray, CLAHE (scikit-image),
+    gamma 1.7 (x ** 1.7), [0, 1] input; 32 px patches over the whole image; BCE - Dice,
+    AdaDelta lr 1.0, plateau x0.2 after 5 epochs down to 1e-5, early stopping 30, batch 32,
+    20 % validation; 004's unmasked metrics beside the FOV ones."""
     cfg = load(f"drive/patch2image_{net}.yaml")
     task, data = init_args(cfg["model"]), init_args(cfg["data"])
     pre = data["preprocess"]
-    assert (pre["channels"], pre["gamma"], pre["clahe"]) == ("gray", 1.7, True)
+    assert (pre["channels"], str(pre["luma"]), pre["gamma"], pre["clahe"]) == (
+        "gray",
+        "709",
+        1.7,
+        True,
+    )
+    assert (pre["order"], pre["clahe_backend"], pre["clahe_clip"]) == (
+        "clahe-gamma",
+        "skimage",
+        0.01,
+    )
+    assert pre["rescale"] is True and pre["normalize"] == "none"
+    assert data["patch_size"] == 32 and data["train_region"] == "image"
+    assert task["unmasked_metrics"] is True
     assert init_args(task["model"])["in_channels"] == 1
     assert class_name(task["loss"]) == "BCEDiceLoss"
     assert cfg["optimizer"]["class_path"] == "torch.optim.Adadelta"
@@ -288,12 +379,19 @@ def test_paper_parameter_counts(config, count):
 
 
 def test_docs_name_existing_configs():
-    """Every config that docs/configs.md names exists, and every recipe is in its tables."""
+    """Every config that docs/configs.md names exists, and every recipe is in its tables; a
+    split variant of a recipe (``drive/dpn_16_4.yaml``: ``<recipe>_<split>``, the suffixes that
+    ``retina_lightning.tracking.method_name`` strips) is covered by its recipe's row."""
     text = (REPO / "docs" / "configs.md").read_text()
     named = set(re.findall(r"`([a-z0-9_]+/[a-z0-9_]+\.yaml)`", text))
     assert named and named <= set(CONFIGS), sorted(named - set(CONFIGS))
     recipes = {c for c in CONFIGS if c.startswith("drive/") and not is_short(c)}
-    assert recipes <= named, sorted(recipes - named)
+
+    def covered(config: str) -> bool:
+        folder, stem = config.removesuffix(".yaml").split("/")
+        return config in named or f"{folder}/{method_name(stem)}.yaml" in named
+
+    assert all(covered(c) for c in recipes), sorted(c for c in recipes if not covered(c))
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,6 +509,14 @@ SPLIT_SIZES: dict[str, tuple[tuple[int, int, int], list[int] | None]] = {
     "ravir/segravir.yaml": ((14, 4, 5), list(range(5))),
     "idrid/unet_od.yaml": ((43, 11, 27), None),
     "drive/r2unet.yaml": ((18, 2, 20), None),
+    # 002 / 003: all 20 DRIVE training images train, none held out (the datamodule then
+    # validates on the training images); the _16_4 variants hold 4 out (default below)
+    "drive/dpn.yaml": ((20, 0, 20), list(range(20))),
+    "drive/dpn_short.yaml": ((20, 0, 20), None),
+    "drive/iternet.yaml": ((20, 0, 20), list(range(20))),
+    "drive/iternet_short.yaml": ((20, 0, 20), None),
+    "drive/dpn_16_4.yaml": ((16, 4, 20), list(range(20))),
+    "drive/iternet_16_4.yaml": ((16, 4, 20), list(range(20))),
 }
 for _c in CONFIGS:
     if _c.startswith("drive/") and not _c.startswith("drive/r2unet"):
@@ -459,6 +565,7 @@ EPOCHS: dict[str, tuple[int, str]] = {
             "drive/unet.yaml",
             "drive/smp_unet.yaml",
             "drive/iternet.yaml",
+            "drive/iternet_16_4.yaml",
             "stare/unet_first10.yaml",
             "stare/unet_loo.yaml",
             "stare/unet_5fold.yaml",
@@ -474,9 +581,11 @@ EPOCHS: dict[str, tuple[int, str]] = {
     "drive/segravir.yaml": (3 * 3, "train"),  # 256 px tiles covering 584x565 (000 sec. V-A)
     "ravir/unet_av.yaml": (3 * 3, "train"),  # 256 px tiles of 768x768
     "ravir/segravir.yaml": (3 * 3, "train"),
-    "drive/patch2image_light.yaml": (33 * 32, "train"),  # stride-16 grid (004 sec. 6.1.1)
-    "drive/patch2image_miniunet.yaml": (33 * 32, "train"),
-    "drive/patch2image_dense.yaml": (33 * 32, "train"),
+    # the authors' stride-16 grid over the whole 584x568 image (004 sec. 6.1.1; their
+    # fixed_patch_ids_creation): ceil(584 / 16) x ceil(568 / 16) = 37 x 36 patch corners
+    "drive/patch2image_light.yaml": (37 * 36, "train"),
+    "drive/patch2image_miniunet.yaml": (37 * 36, "train"),
+    "drive/patch2image_dense.yaml": (37 * 36, "train"),
     "idrid/unet_od.yaml": (20, "train"),
 }
 
@@ -490,9 +599,10 @@ def test_steps_per_epoch_arithmetic(config):
     assert data["steps_per_epoch"] == images * per_image // data["batch_size"]
 
 
-def test_dpn_epoch_is_its_augmented_set():
+@pytest.mark.parametrize("config", ["drive/dpn.yaml", "drive/dpn_16_4.yaml"])
+def test_dpn_epoch_is_its_augmented_set(config):
     """002 sec. 4.2: 20 images augmented x10 offline, one 512 crop each at batch 1."""
-    data = init_args(load("drive/dpn.yaml")["data"])
+    data = init_args(load(config)["data"])
     assert data["steps_per_epoch"] * data["batch_size"] == 20 * 10
 
 
@@ -569,6 +679,29 @@ def test_fixture_through_datamodule(config, fixture_roots):
         assert set(torch.unique(whole["label"]).tolist()) == {0, 1, 2}
 
 
+@pytest.mark.parametrize(
+    ("config", "sizes"),
+    [
+        ("drive/dpn.yaml", (3, 3, 3)),
+        ("drive/iternet.yaml", (3, 3, 3)),
+        ("drive/dpn_16_4.yaml", (2, 1, 3)),
+        ("drive/iternet_16_4.yaml", (2, 1, 3)),
+    ],
+)
+def test_paper_split_validates_on_training_images(config, sizes, fixture_roots):
+    """val_fraction 0 (002 / 003): the datamodule validates (checkpoint monitor, ROC-optimal
+    threshold) on the training images themselves; the _16_4 variants on held-out ones."""
+    dm = instantiate("data", tiny_data_section(config, fixture_roots["drive"], {}))
+    dm.setup("fit")
+    samples = dm.samples
+    assert (len(samples.train), len(samples.val), len(samples.test)) == sizes
+    train, val = [s.name for s in samples.train], [s.name for s in samples.val]
+    if init_args(init_args(load(config)["data"])["split"])["val_fraction"] == 0.0:
+        assert val == train
+    else:
+        assert not set(val) & set(train)
+
+
 def test_synthetic_av_through_datamodule():
     data = tiny_data_section("synthetic/unet_av.yaml", None, {})
     data["init_args"]["dataset"]["init_args"].update(num_train=4, num_test=2, height=64, width=64)
@@ -588,6 +721,10 @@ def test_synthetic_av_through_datamodule():
     ("config", "folder", "sizes"),
     [
         ("drive/unet.yaml", "DRIVE", (16, 4, 20)),
+        # 002 / 003: all 20 train; validation runs on the same 20 training images
+        ("drive/dpn.yaml", "DRIVE", (20, 20, 20)),
+        ("drive/iternet.yaml", "DRIVE", (20, 20, 20)),
+        ("drive/dpn_16_4.yaml", "DRIVE", (16, 4, 20)),
         ("rite/unet_av.yaml", "RITE", (16, 4, 20)),
         ("ravir/segravir.yaml", "RAVIR", (14, 4, 5)),
     ],
