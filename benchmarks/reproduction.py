@@ -169,6 +169,16 @@ ENTRIES: tuple[Entry, ...] = (
         metrics={"f1": ("f1@0.5", None), "auc": ("auroc", None)},
         paper_where="001 Table 1 (validation Dice 0.1399 at epoch 2, 0.0193 at epoch 7)",
         command="retina fit --config configs/drive/r2unet.yaml && retina test --ckpt_path best",
+        note=(
+            "001 reports no test numbers, only a collapse on its validation images (Dice 0.1399 "
+            "at epoch 2, 0.0193 at epoch 7, early stop). The same recipe here (plain BCE, Adam "
+            "1e-3, 10 epochs, patience 5, separate recurrent weights) does not collapse: "
+            "validation F1@0.5 rises from 0.59 (epoch 0) to 0.76 (epoch 8, the best "
+            "checkpoint; training curve in the run folder), so unweighted BCE on ~12 % vessel "
+            "pixels is not by itself what broke 001's run; what did is in 001's pipeline, "
+            "which it does not publish. For scale: Alom et al.'s own, longer training is quoted "
+            "by 003 at AUC 0.9784, F1 0.8171"
+        ),
     ),
     Entry(
         method="DPN",
@@ -179,6 +189,13 @@ ENTRIES: tuple[Entry, ...] = (
         metrics={"auc": ("auroc", 0.9815), "f1": ("f1@opt", 0.8293)},
         paper_where="002 Table 1",
         command="retina fit --config configs/drive/dpn.yaml && retina test --ckpt_path last",
+        note=(
+            "002 trains 100k iterations (500 epochs of 200 crops); a one-core CPU run buys a "
+            "small share of that (the `hours` column): the checkpoint of every epoch is "
+            "tested, and the curve of test AUROC against iterations "
+            "(`reproduction_dpn_curve.png`, table below) shows where it heads"
+        ),
+        extra={"curve": True},
     ),
     Entry(
         method="IterNet",
@@ -229,6 +246,15 @@ def _started(run: Path) -> float:
         return run.stat().st_mtime
 
 
+def _step_of(checkpoint: str) -> int:
+    """The global step in a checkpoint name such as ``epoch003-step000800.ckpt``."""
+    name = Path(checkpoint).stem
+    for part in name.split("-"):
+        if part.startswith("step") and part[4:].isdigit():
+            return int(part[4:])
+    raise SystemExit(f"no step in the checkpoint name {checkpoint!r} (expected ...-stepNNNN)")
+
+
 def collect(kind: str, run: Path, into: str, hardware: str, command: str, note: str = "") -> Path:
     """Copy a finished run's measurements into ``reproduction/<into>/`` with ``run.json``.
 
@@ -259,8 +285,44 @@ def collect(kind: str, run: Path, into: str, hardware: str, command: str, note: 
         _copy_results(tests[-1], dst / "test")
         _copy_fit(run, dst / "test")
         start, end = run, tests[-1] / "metrics.json"
+    elif kind == "checkpoints":
+        order = run / "test_order.txt"
+        tests = sorted(
+            (p for p in run.glob("test*") if (p / "metrics.json").is_file()),
+            key=lambda p: int(p.name.split("-")[1]) if "-" in p.name else 1,
+        )
+        ckpts = order.read_text().split() if order.is_file() else []
+        if not tests or len(ckpts) != len(tests):
+            raise SystemExit(
+                f"{run}: {len(tests)} test folders but {len(ckpts)} checkpoints in "
+                "test_order.txt: test each checkpoint in order, listing it there"
+            )
+        rows = []
+        for ckpt, test in zip(ckpts, tests):
+            report = json.loads((test / "metrics.json").read_text())
+            pooled = report["pooled"]
+            rows.append(
+                {
+                    "step": _step_of(ckpt),
+                    "checkpoint": Path(ckpt).name,
+                    "auroc": pooled["auroc"],
+                    "f1@opt": pooled["f1@opt"],
+                    "f1@0.5": pooled["f1@0.5"],
+                    "threshold": report["thresholds"]["opt"],
+                }
+            )
+        rows.sort(key=lambda r: r["step"])
+        dst.mkdir(parents=True)
+        with (dst / "curve.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        last = tests[[_step_of(c) for c in ckpts].index(rows[-1]["step"])]
+        _copy_results(last, dst / "test")
+        _copy_fit(run, dst / "test")
+        start, end = run, tests[-1] / "metrics.json"
     else:
-        raise SystemExit(f"--kind must be patch2image or fit, got {kind!r}")
+        raise SystemExit(f"--kind must be patch2image, fit or checkpoints, got {kind!r}")
     files = sorted(p.relative_to(dst) for p in dst.rglob("*") if p.is_file())
     hours = (end.stat().st_mtime - _started(start)) / 3600.0
     record = {"command": command, "hardware": hardware, "hours": round(hours, 3), "run": str(run)}
@@ -382,6 +444,9 @@ def write_ledger(rows: list[dict[str, Any]], out: Path = RESULTS) -> tuple[Path,
             f"{_fmt(row['paper']) or '-'} | {ours or '-'} | {row['n']} | {gap} | "
             f"{_fmt(row['hours'], 2) or '-'} | {row['hardware'] or '-'} | {row['_where']} |"
         )
+    for entry in ENTRIES:
+        if entry.extra.get("curve"):
+            lines += curve_section(entry, out)
     lines += ["", "## Notes and commands", ""]
     seen = set()
     for row in rows:
@@ -395,11 +460,61 @@ def write_ledger(rows: list[dict[str, Any]], out: Path = RESULTS) -> tuple[Path,
     return csv_path, md_path
 
 
+def curve_section(entry: Entry, out: Path) -> list[str]:
+    """Test AUROC / F1 against training iterations of every collected run of ``entry``
+    (``curve.csv``), as a table and a figure beside the ledger."""
+    curves = {}
+    for run in sorted((LEDGER_DIR / entry.folder).glob("*")):
+        path = run / "curve.csv"
+        if path.is_file():
+            with path.open() as fh:
+                curves[run.name] = list(csv.DictReader(fh))
+    if not curves:
+        return []
+    slug = entry.folder.split("/")[-1]
+    lines = ["", f"## {entry.method}: test metrics against training iterations", ""]
+    lines += ["| run | step | AUROC | F1@opt | F1@0.5 | threshold |", "|---|---|---|---|---|---|"]
+    for name, rows in curves.items():
+        for r in rows:
+            lines.append(
+                f"| {name} | {int(r['step']):,} | {float(r['auroc']):.4f} | "
+                f"{float(r['f1@opt']):.4f} | {float(r['f1@0.5']):.4f} | "
+                f"{float(r['threshold']):.4f} |"
+            )
+    paper = {m: v for m, (_, v) in entry.metrics.items()}
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        return lines
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rows in curves.items():
+        steps = [int(r["step"]) for r in rows]
+        ax.plot(steps, [float(r["auroc"]) for r in rows], "o-", label=f"{name}: test AUROC")
+        ax.plot(steps, [float(r["f1@opt"]) for r in rows], "s--", label=f"{name}: test F1@opt")
+    for metric, value in paper.items():
+        if value is not None:
+            ax.axhline(value, color="gray", lw=0.8, ls=":")
+            ax.text(ax.get_xlim()[0], value, f" paper {metric} {value}", va="bottom", fontsize=8)
+    ax.set_xlabel("training iterations (batch 1)")
+    ax.set_ylabel("DRIVE test, inside the FOV")
+    ax.set_title(f"{entry.method}, {entry.protocol}")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    figure = out / f"reproduction_{slug}_curve.png"
+    fig.savefig(figure, dpi=120)
+    plt.close(fig)
+    lines += ["", f"![{entry.method} curve]({figure.name})"]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command_name")
     c = sub.add_parser("collect", help="copy a finished run's measurements into the ledger")
-    c.add_argument("--kind", choices=("patch2image", "fit"), required=True)
+    c.add_argument("--kind", choices=("patch2image", "fit", "checkpoints"), required=True)
     c.add_argument("--run", type=Path, required=True)
     c.add_argument("--into", required=True, help="<dataset>/<method>/<run name>")
     c.add_argument("--hardware", required=True)

@@ -91,3 +91,39 @@ def test_collect_and_build_mean_sd_and_gap_interval(ledger):
 def test_gap_interval_needs_two_runs_and_a_paper_value():
     assert reproduction.gap_interval([0.98], 0.97) is None
     assert reproduction.gap_interval([0.98, 0.99], None) is None
+
+
+def test_checkpoint_curve_maps_each_test_to_its_step_and_draws_it(ledger, monkeypatch):
+    """DPN-style runs: every epoch's checkpoint tested in order (test, test-2, ...); the curve
+    pairs each result with its checkpoint's step, the last step's test is the ledger value."""
+    run = ledger / "runs" / "dpn" / "20261201-120000"
+    ckpts = [run / "checkpoints" / f"epoch{e:03d}-step{200 * (e + 1):06d}.ckpt" for e in range(3)]
+    aucs = [0.90, 0.93, 0.95]
+    for k, auc in enumerate(aucs):
+        folder = run / ("test" if k == 0 else f"test-{k + 1}")
+        folder.mkdir(parents=True)
+        report = {
+            "pooled": {"auroc": auc, "f1@opt": auc - 0.2, "f1@0.5": auc - 0.25},
+            "thresholds": {"0.5": 0.5, "opt": 0.4},
+        }
+        (folder / "metrics.json").write_text(json.dumps(report))
+    (run / "test_order.txt").write_text("\n".join(str(c) for c in ckpts) + "\n")
+    (run / "metrics.csv").write_text("epoch,step\n")
+    reproduction.collect("checkpoints", run, "drive/dpn/seed0", "cpu", "retina fit ...")
+    curve = (ledger / "ledger" / "drive" / "dpn" / "seed0" / "curve.csv").read_text().splitlines()
+    assert [line.split(",")[:3] for line in curve[1:]] == [
+        ["200", "epoch000-step000200.ckpt", "0.9"],
+        ["400", "epoch001-step000400.ckpt", "0.93"],
+        ["600", "epoch002-step000600.ckpt", "0.95"],
+    ]
+    dpn = next(
+        r for r in reproduction.ledger_rows() if r["method"] == "DPN" and r["metric"] == "auc"
+    )
+    assert dpn["ours_mean"] == pytest.approx(0.95)
+    _, md = reproduction.write_ledger(reproduction.ledger_rows(), ledger / "out")
+    assert "| seed0 | 600 | 0.9500 |" in md.read_text()
+    assert (ledger / "out" / "reproduction_dpn_curve.png").stat().st_size > 1000
+    # a test folder without its checkpoint listed is refused, not guessed
+    (run / "test_order.txt").write_text(str(ckpts[0]) + "\n")
+    with pytest.raises(SystemExit, match="test_order.txt"):
+        reproduction.collect("checkpoints", run, "drive/dpn/seed1", "cpu", "retina fit ...")
