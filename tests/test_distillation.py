@@ -55,16 +55,56 @@ def test_kl_equals_hand_computation(direction):
     assert got.item() == pytest.approx(want, rel=1e-6)
 
 
-def test_kl_directions_differ_and_are_the_paper_order_by_default():
+def test_kl_directions_differ_and_the_default_is_teacher_to_student():
     zs = torch.tensor([[[[2.0]], [[-1.0]], [[0.5]]]])
     zt = torch.tensor([[[[-1.0]], [[3.0]], [[0.0]]]])
-    forward = distillation_kl(zs, zt, tau=1.0, direction="student_teacher")
-    reverse = distillation_kl(zs, zt, tau=1.0, direction="teacher_student")
+    st = distillation_kl(zs, zt, tau=1.0, direction="student_teacher")
+    ts = distillation_kl(zs, zt, tau=1.0, direction="teacher_student")
     ps, pt = _softmax(zs[0, :, 0, 0].numpy(), 1.0), _softmax(zt[0, :, 0, 0].numpy(), 1.0)
-    assert forward.item() == pytest.approx(float((ps * np.log(ps / pt)).sum()), rel=1e-5)
-    assert reverse.item() == pytest.approx(float((pt * np.log(pt / ps)).sum()), rel=1e-5)
-    assert abs(forward.item() - reverse.item()) > 0.1
-    assert DistillationLoss().direction == "student_teacher"
+    assert st.item() == pytest.approx(float((ps * np.log(ps / pt)).sum()), rel=1e-5)
+    assert ts.item() == pytest.approx(float((pt * np.log(pt / ps)).sum()), rel=1e-5)
+    assert abs(st.item() - ts.item()) > 0.1
+    # Hinton's KL(Y_T || Y_S) everywhere by default; KL(Y_S || Y_T) stays by name
+    assert distillation_kl(zs, zt, tau=1.0).item() == ts.item()
+    assert DistillationLoss().direction == "teacher_student"
+    assert DistillationTask(_tiny_segravir(0)).distillation.direction == "teacher_student"
+    assert DistillationLoss(direction="student_teacher").direction == "student_teacher"
+
+
+def test_default_distillation_is_kl_teacher_to_student_by_hand():
+    """000 eq. (7) with the default direction, on 2 pixels x 2 classes at tau = 3:
+    L = lambda_D tau^2 (1/V) sum_v sum_k Y_T log(Y_T / Y_S) + (1 - lambda_D) CE, which is
+    ``F.kl_div(log Y_S, Y_T)`` (PyTorch's argument order is eq. (7)'s), and its gradient on
+    the student's logits is lambda_D tau^2 (Y_S - Y_T) / (tau V) (Hinton's tau^2 rationale)."""
+    tau, lam = 3.0, 0.1
+    # (B, K, H, W) = (1, 2, 1, 2): pixel 0 logits (1, -1), pixel 1 (0, 2); teacher (-2, 1), (3, 0)
+    zs = torch.tensor([[[[1.0, 0.0]], [[-1.0, 2.0]]]], dtype=torch.float64, requires_grad=True)
+    zt = torch.tensor([[[[-2.0, 3.0]], [[1.0, 0.0]]]], dtype=torch.float64)
+    target = torch.tensor([[[1, 0]]])
+
+    def soft(a: float, b: float) -> tuple[float, float]:
+        ea, eb = math.exp(a / tau), math.exp(b / tau)
+        return ea / (ea + eb), eb / (ea + eb)
+
+    ys = [soft(1.0, -1.0), soft(0.0, 2.0)]
+    yt = [soft(-2.0, 1.0), soft(3.0, 0.0)]
+    kl = sum(t * math.log(t / s) for v in range(2) for t, s in zip(yt[v], ys[v])) / 2
+    assert distillation_kl(zs, zt, tau).item() == pytest.approx(kl, rel=1e-12)
+    log_s = F.log_softmax(zs.detach().permute(0, 2, 3, 1).reshape(2, 2) / tau, dim=1)
+    y_t = F.softmax(zt.permute(0, 2, 3, 1).reshape(2, 2) / tau, dim=1)
+    assert F.kl_div(log_s, y_t, reduction="batchmean").item() == pytest.approx(kl, rel=1e-12)
+
+    ce = (-math.log(math.exp(-1.0) / (math.exp(1.0) + math.exp(-1.0)))
+          - math.log(math.exp(0.0) / (math.exp(0.0) + math.exp(2.0)))) / 2  # fmt: skip
+    loss = DistillationLoss(tau=tau, lambda_d=lam)(zs, zt, target)
+    assert loss.item() == pytest.approx(lam * tau**2 * kl + (1 - lam) * ce, rel=1e-12)
+
+    zs.grad = None
+    (lam * tau**2 * distillation_kl(zs, zt, tau)).backward()
+    expected = [
+        [lam * tau**2 * (ys[v][k] - yt[v][k]) / (tau * 2) for v in range(2)] for k in range(2)
+    ]
+    torch.testing.assert_close(zs.grad[0, :, 0], torch.tensor(expected, dtype=torch.float64))
 
 
 def test_binary_logit_is_the_two_class_distribution():
@@ -79,7 +119,7 @@ def test_binary_logit_is_the_two_class_distribution():
     a = distillation_kl(z, zt, tau=2.0)
     b = distillation_kl(z, teacher2, tau=2.0)
     ps, pt = torch.sigmoid(z / 2.0), torch.sigmoid(zt / 2.0)
-    by_hand = (ps * torch.log(ps / pt) + (1 - ps) * torch.log((1 - ps) / (1 - pt))).mean()
+    by_hand = (pt * torch.log(pt / ps) + (1 - pt) * torch.log((1 - pt) / (1 - ps))).mean()
     torch.testing.assert_close(a, by_hand)
     torch.testing.assert_close(b, by_hand)
 

@@ -328,15 +328,127 @@ def test_segravir_loss_components_add_up() -> None:
     loss = SegRAVIRLoss(dice_weight=1.0, ce_weight=1.0, recon_weight=0.001)
     total = compute_loss(loss, output, target, image=image)
     c = loss.components
-    mse = np.mean(np.square([0.1 - 0.2, 0.0, 0.9 - 0.6, 0.3]))
-    assert c["recon"].item() == pytest.approx(mse, rel=1e-6)
+    squared_norm = np.sum(np.square([0.1 - 0.2, 0.0, 0.9 - 0.6, 0.3]))  # eq. (5), one image
+    assert c["recon"].item() == pytest.approx(squared_norm, rel=1e-6)
     assert c["dice"].item() == pytest.approx(SoftDiceLoss()(*_multiclass_inputs()).item())
     assert c["ce"].item() == pytest.approx(CrossEntropyLoss()(*_multiclass_inputs()).item())
     expected = c["dice"].item() + c["ce"].item() + 0.001 * c["recon"].item()
     assert total.item() == pytest.approx(expected, rel=1e-9)
-    summed = SegRAVIRLoss(recon_weight=1.0, recon_reduction="sum")
-    compute_loss(summed, output, target, image=image)
-    assert summed.components["recon"].item() == pytest.approx(4 * mse, rel=1e-6)
+    # the former default, a per-pixel mean, stays available by name
+    mean = SegRAVIRLoss(recon_weight=1.0, recon_reduction="mean")
+    compute_loss(mean, output, target, image=image)
+    assert mean.components["recon"].item() == pytest.approx(squared_norm / 4, rel=1e-6)
+
+
+def test_segravir_recon_default_is_squared_norm_per_image_batch_mean() -> None:
+    """000 eq. (5): L_L2 = ||X_i - X_r||_2^2 per image (a sum over pixels and channels), and
+    the batch is averaged; not the per-pixel mean."""
+    image = torch.tensor(
+        [
+            [[[0.1, 0.5], [0.9, 0.3]], [[0.0, 1.0], [0.2, 0.4]]],
+            [[[0.7, 0.7], [0.1, 0.0]], [[0.5, 0.6], [0.8, 0.2]]],
+        ],
+        dtype=torch.float64,
+    )  # fmt: skip  (B, C, H, W) = (2, 2, 2, 2)
+    recon = torch.tensor(
+        [[[[0.2, 0.5], [0.6, 0.0]], [[0.1, 0.7], [0.2, 0.4]]],
+         [[[0.0, 0.9], [0.1, 0.3]], [[0.5, 0.1], [0.4, 0.2]]]], dtype=torch.float64,
+    )  # fmt: skip
+    per_image = [
+        sum((a - b) ** 2 for a, b in zip(image[i].flatten().tolist(), recon[i].flatten().tolist()))
+        for i in range(2)
+    ]
+    logits, _ = _multiclass_inputs()
+    output = SegOutput(main=logits.expand(2, -1, -1, -1), recon=recon)
+    target = torch.tensor(Y3).reshape(1, 2, 2).expand(2, -1, -1)
+    loss = SegRAVIRLoss()
+    assert loss.recon_reduction == "sum"
+    compute_loss(loss, output, target, image=image)
+    assert loss.components["recon"].item() == pytest.approx(np.mean(per_image), rel=1e-6)
+    mean = SegRAVIRLoss(recon_reduction="mean")
+    compute_loss(mean, output, target, image=image)
+    assert mean.components["recon"].item() == pytest.approx(sum(per_image) / 16, rel=1e-6)
+    with pytest.raises(ValueError, match="recon_reduction"):
+        SegRAVIRLoss(recon_reduction="none")
+
+
+# --- SegRAVIR Dice classes: all K for artery / vein, the vessel class for binary ------------
+
+
+def _eq3_ratios(probs: list[list[float]], labels: list[int], k: int) -> list[float]:
+    """Per class ``sum_v G P / (sum_v G + sum_v P)`` of eq. (3), by hand."""
+    out = []
+    for c in range(k):
+        inter = sum(probs[v][c] for v in range(len(labels)) if labels[v] == c)
+        denom = sum(1 for y in labels if y == c) + sum(p[c] for p in probs)
+        out.append(inter / denom)
+    return out
+
+
+def test_segravir_dice_av_averages_all_three_classes_eq3() -> None:
+    """K = 3 (background / vein / artery): eq. (3), 1 - (2/K) sum_{k=1..K}, background in."""
+    output, target, image = _segravir_case()
+    ratios = _eq3_ratios([_softmax(row) for row in LOGITS3], Y3, 3)
+    expected = 1 - 2 / 3 * sum(ratios)
+    loss = SegRAVIRLoss()
+    compute_loss(loss, output, target, image=image)
+    assert loss.components["dice"].item() == pytest.approx(expected, rel=1e-9)
+    assert DiceCELoss().terms(output.main, target)[0].item() == pytest.approx(expected, rel=1e-9)
+    # explicitly all classes: the same for K = 3; without background: classes 1, 2 only
+    explicit = SegRAVIRLoss(include_background=True)
+    compute_loss(explicit, output, target, image=image)
+    assert explicit.components["dice"].item() == pytest.approx(expected, rel=1e-9)
+    dropped = DiceCELoss(include_background=False).terms(output.main, target)[0].item()
+    assert dropped == pytest.approx(1 - 2 / 2 * sum(ratios[1:]), rel=1e-9)
+
+
+# two classes (background / vessel) on 2x3 pixels, mostly background: LOGITS2[pixel][class]
+LOGITS2 = [[2.0, -1.0], [1.5, 0.0], [0.2, 0.8], [-1.0, 1.0], [1.0, 0.5], [2.5, -0.5]]
+Y2 = [0, 0, 1, 1, 0, 0]
+
+
+def test_segravir_dice_binary_is_the_vessel_class_only() -> None:
+    """Binary runs (DRIVE, the distillation teacher) with a two-channel softmax head: the Dice
+    is the vessel (class 1) Dice, not the mean with the background Dice."""
+    logits = torch.tensor(LOGITS2, dtype=torch.float64).T.reshape(1, 2, 2, 3)
+    target = torch.tensor(Y2).reshape(1, 2, 3)
+    probs = [_softmax(row) for row in LOGITS2]
+    p1 = [p[1] for p in probs]
+    vessel = 2 * sum(p * y for p, y in zip(p1, Y2)) / (sum(Y2) + sum(p1))
+    background_and_vessel = 2 / 2 * sum(_eq3_ratios(probs, Y2, 2))
+    assert abs(vessel - background_and_vessel) > 0.05  # the two readings really differ
+
+    output = SegOutput(main=logits, recon=torch.zeros(1, 1, 2, 3, dtype=torch.float64))
+    image = torch.zeros(1, 1, 2, 3, dtype=torch.float64)
+    loss = SegRAVIRLoss()
+    compute_loss(loss, output, target, image=image)
+    assert loss.components["dice"].item() == pytest.approx(1 - vessel, rel=1e-9)
+    assert DiceCELoss().terms(logits, target)[0].item() == pytest.approx(1 - vessel, rel=1e-9)
+    # the former behaviour (mean over background and vessel) stays available by name
+    both = SegRAVIRLoss(include_background=True)
+    compute_loss(both, output, target, image=image)
+    assert both.components["dice"].item() == pytest.approx(1 - background_and_vessel, rel=1e-9)
+
+
+def test_segravir_dice_binary_one_logit_equals_two_channel_form() -> None:
+    """One sigmoid logit z (K = 1) is the softmax [0, z]: both give the vessel Dice."""
+    z = torch.tensor(X, dtype=torch.float64).reshape(1, 1, 2, 2)
+    target = torch.tensor(Y).reshape(1, 2, 2)
+    p = [_sig(x) for x in X]
+    vessel = 2 * sum(pi * yi for pi, yi in zip(p, Y)) / (sum(Y) + sum(p))
+    two = torch.cat([torch.zeros_like(z), z], dim=1)
+    image = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    for logits in (z, two):
+        loss = SegRAVIRLoss()
+        compute_loss(loss, SegOutput(main=logits, recon=image.clone()), target, image=image)
+        assert loss.components["dice"].item() == pytest.approx(1 - vessel, rel=1e-9)
+
+
+def test_dice_ce_include_background_is_checked() -> None:
+    with pytest.raises(ValueError, match="include_background"):
+        DiceCELoss(include_background="yes")
+    with pytest.raises(ValueError, match="include_background"):
+        SegRAVIRLoss(include_background="background")
 
 
 def test_segravir_loss_requires_recon_and_image() -> None:
