@@ -212,6 +212,14 @@ class RetinaCLI(LightningCLI):
 
         trainer_cfg = self._get(self.config_init, "trainer", default={})
         trainer_cfg["default_root_dir"] = str(self.run_dir)
+        if trainer_cfg.get("precision") is None:
+            from retina_lightning.precision import default_precision, describe_precision
+
+            accelerator = trainer_cfg.get("accelerator")
+            if not isinstance(accelerator, str):  # an Accelerator instance: ask Lightning
+                accelerator = None
+            trainer_cfg["precision"] = default_precision(accelerator)
+            print(describe_precision(trainer_cfg["precision"], accelerator), file=sys.stderr)
         if trainer_cfg.get("logger") in (None, True):
             # appends on resume and after `retina test`: the training curves survive
             trainer_cfg["logger"] = RunCSVLogger(save_dir=str(self.run_dir))
@@ -253,6 +261,7 @@ def _data_main(argv: list[str]) -> int:
 
     from retina_lightning.data import DATASETS
     from retina_lightning.data.check import check_dataset, format_report
+    from retina_lightning.measure import DEFAULT_WIDTH_METHOD, WIDTH_METHODS
 
     parser = argparse.ArgumentParser(prog="retina data", description="Inspect a dataset folder.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,29 +270,59 @@ def _data_main(argv: list[str]) -> int:
     check.add_argument("--root", help="dataset folder (not needed for synthetic)")
     widths = sub.add_parser(
         "widths",
-        help="mean artery / vein diameters of the ground-truth A/V maps (SegRAVIR 000 IV-C)",
+        help="mean artery / vein diameters of the ground-truth A/V maps (SegRAVIR 000 IV-C); "
+        "with --pred, of predicted maps too and their MAPE (000 eq. 8, Table VI)",
     )
     widths.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     widths.add_argument("--root", help="dataset folder (not needed for synthetic)")
     widths.add_argument("--subset", help="subset to measure (default: the first one)")
+    widths.add_argument(
+        "--pred",
+        help="folder of predicted maps matched by image name: <name>_av.png (retina predict), "
+        "<name>_probs.npy / <name>.npy (class probabilities, argmax), <name>.png (labels) or "
+        "<name>_prob.png (vessel probability, binary models)",
+    )
+    widths.add_argument(
+        "--method",
+        choices=WIDTH_METHODS,
+        default=DEFAULT_WIDTH_METHOD,
+        help="medial_axis: twice the maximum distance to the medial axis (000, default); "
+        "boundary: twice the distance from the medial axis to the background (older measure)",
+    )
+    widths.add_argument("--pixel_size_um", type=float, help="override the dataset's pixel size")
     ns = parser.parse_args(argv)
     dataset = DATASETS[ns.dataset](root=ns.root) if ns.root else DATASETS[ns.dataset]()
     if ns.command == "widths":
-        return _print_widths(dataset, ns.subset or dataset.subsets()[0])
+        subset = ns.subset or dataset.subsets()[0]
+        return _print_widths(dataset, subset, ns.pred, ns.method, ns.pixel_size_um)
     report = check_dataset(dataset)
     print(format_report(report))
     return 1 if getattr(report, "problems", None) else 0
 
 
-def _print_widths(dataset: Any, subset: str) -> int:
+def _print_widths(
+    dataset: Any,
+    subset: str,
+    pred: str | None = None,
+    method: str = "medial_axis",
+    pixel_size_um: float | None = None,
+) -> int:
     import numpy as np
 
-    from retina_lightning.measure import RAVIR_REFERENCE_UM, dataset_av_widths
+    from retina_lightning.data.base import DatasetError
+    from retina_lightning.measure import (
+        RAVIR_REFERENCE_UM,
+        compare_widths,
+        dataset_av_widths,
+        find_prediction,
+        read_prediction,
+    )
 
     samples = dataset.load(subset)
-    means = dataset_av_widths(samples)
-    unit = "um" if samples and samples[0].pixel_size_um else "px"
-    print(f"{dataset.name} {subset}: {len(samples)} images, ground-truth A/V maps")
+    size = pixel_size_um or (samples[0].pixel_size_um if samples else None)
+    means = dataset_av_widths(samples, size, method)
+    unit = "um" if size else "px"
+    print(f"{dataset.name} {subset}: {len(samples)} images, ground-truth A/V maps ({method})")
     for name in ("artery", "vein"):
         v = means[name][~np.isnan(means[name])]
         line = f"  {name:6s} mean diameter {v.mean():7.2f} +- {v.std(ddof=1):5.2f} {unit}"
@@ -291,6 +330,65 @@ def _print_widths(dataset: Any, subset: str) -> int:
             ref, ref_sd = RAVIR_REFERENCE_UM[name]
             line += f"   (000 Table VI, RAVIR test set: {ref:.2f} +- {ref_sd:.2f} um)"
         print(line)
+    if pred is None:
+        return 0
+    folder = Path(pred)
+    if not folder.is_dir():
+        print(f"retina data widths: error: --pred {pred!r} is not a folder", file=sys.stderr)
+        return 2
+    names, preds, refs, kinds, missing = [], [], [], set(), []
+    try:
+        for sample in samples:
+            path = find_prediction(folder, sample.name)
+            if path is None:
+                missing.append(sample.name)
+                continue
+            labels, is_av = read_prediction(path)
+            kinds.add(is_av)
+            names.append(sample.name)
+            preds.append(labels)
+            refs.append(sample.av if is_av else (sample.av != 0))
+    except DatasetError as e:
+        print(f"retina data widths: error: {e}", file=sys.stderr)
+        return 2
+    if not names:
+        print(
+            f"retina data widths: error: --pred {pred!r} holds no prediction for the "
+            f"{len(samples)} images of {dataset.name} {subset} (looked for <name>_av.png, "
+            f"<name>_probs.npy, <name>.npy, <name>.png, <name>_prob.png; e.g. "
+            f"{samples[0].name if samples else '?'})",
+            file=sys.stderr,
+        )
+        return 2
+    if len(kinds) > 1:
+        print(
+            f"retina data widths: error: --pred {pred!r} mixes A/V maps and binary vessel maps",
+            file=sys.stderr,
+        )
+        return 2
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        print(
+            f"retina data widths: warning: no prediction for {len(missing)} image(s) ({shown}); "
+            "they are left out",
+            file=sys.stderr,
+        )
+    try:
+        result = compare_widths(names, preds, refs, size, method, av=kinds == {True})
+    except ValueError as e:
+        print(f"retina data widths: error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"predicted maps in {folder}: {len(names)} of {len(samples)} images; MAPE = 000 eq. (8) "
+        "over images of mean diameters"
+    )
+    for name, c in result.items():
+        p = c.pred[~np.isnan(c.pred)]
+        pm = f"{p.mean():7.2f}" if p.size else "    nan"
+        print(
+            f"  {name:6s} predicted {pm} {c.unit}  reference {c.ref.mean():7.2f} {c.unit}  "
+            f"MAPE {c.mape:6.2f} %  (N={len(c.images)})"
+        )
     return 0
 
 

@@ -12,11 +12,13 @@ gamma, CLAHE, normalisation), so a new image is seen exactly as the validation i
 Per image it writes ``<stem>_prob.png`` (8-bit vessel probability), ``<stem>_mask.png``
 (binary at the threshold), ``<stem>_overlay.png`` (vessels over the image), with ``--width``
 ``<stem>_width.png`` (vessel diameters along the medial axis, SegRAVIR 000 section IV-C,
-colour-coded), and for artery/vein models ``<stem>_av.png`` (red artery, blue vein, as RITE's
-maps); all maps are zero outside the field of view (FOV). ``predictions.csv`` gives per image
-the size, the vessel density inside the FOV, the mean / std vessel width and the seconds it
-took. Speed is reported as DPN does (002 section 4.4): the time from reading the image from
-disk to writing its maps to disk, ``fps = images / seconds``.
+colour-coded; measured, as in 000, on the segmentation at 0.5 or the argmax class, not at the
+validation-chosen threshold of ``_mask.png``), and for artery/vein models ``<stem>_av.png``
+(red artery, blue vein, as RITE's maps); all maps are zero outside the field of view (FOV).
+``predictions.csv`` gives per image the size, the vessel density inside the FOV, the mean /
+std vessel width (and ``width_rule``: ``>=0.5`` or ``argmax``) and the seconds it took.
+Speed is reported as DPN does (002 section 4.4): the time from reading the image from disk to
+writing its maps to disk, ``fps = images / seconds``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from retina_lightning.data.io import IMAGE_SUFFIXES, is_image_file, read_image, 
 from retina_lightning.data.io import split_suffix as _split_suffix
 from retina_lightning.data.transforms import Preprocess
 from retina_lightning.inference import Inferer
-from retina_lightning.measure import av_widths, vessel_widths
+from retina_lightning.measure import WIDTH_THRESHOLD, av_widths, vessel_widths
 from retina_lightning.types import ARTERY, VEIN, to_tensor_image
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "match_fov",
     "predict_main",
     "width_colours",
+    "width_segmentation",
 ]
 
 #: What one image produces: ``<stem><suffix>.png``.
@@ -354,12 +357,29 @@ def match_fov(image: Path, fov: Path | None) -> Path | None:
 # ------------------------------------------------------------------------ outputs
 
 
-def width_colours(width_map: np.ndarray, vessel: np.ndarray, vmax: float) -> np.ndarray:
+def width_segmentation(probs: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segmentation vessel widths are measured on (000 section IV-C): ``(classes,
+    vessel)``, ``(H, W)`` uint8 class map and bool vessel mask, zero outside ``fov``. One
+    output channel: ``p >= 0.5`` (:data:`~retina_lightning.measure.WIDTH_THRESHOLD`), whatever
+    the validation-chosen threshold; several: the argmax class (0 = background)."""
+    fov = np.asarray(fov, dtype=bool)
+    if probs.shape[0] == 1:
+        vessel = (probs[0] >= WIDTH_THRESHOLD) & fov
+        return vessel.astype(np.uint8), vessel
+    classes = np.where(fov, probs.argmax(0), 0).astype(np.uint8)
+    return classes, classes != 0
+
+
+def width_colours(
+    width_map: np.ndarray, vessel: np.ndarray, vmax: float, skeleton: np.ndarray | None = None
+) -> np.ndarray:
     """``(H, W, 3)`` uint8: every vessel pixel coloured (turbo colour map over ``[0, vmax]``)
-    with the diameter of its nearest medial-axis pixel, background black."""
+    with the diameter of its nearest medial-axis pixel, background black. ``skeleton``: the
+    medial-axis pixels (default ``width_map > 0``; pass ``WidthResult.skeleton``, as a
+    one-pixel vessel has diameter 0 by the medial-axis definition)."""
     from matplotlib import colormaps
 
-    skeleton = width_map > 0
+    skeleton = width_map > 0 if skeleton is None else np.asarray(skeleton, dtype=bool)
     out = np.zeros((*width_map.shape, 3), dtype=np.uint8)
     if not skeleton.any():
         return out
@@ -438,15 +458,20 @@ def predict_image(
         row["artery_density"] = float((classes == ARTERY).sum() / fov.sum())
         row["vein_density"] = float((classes == VEIN).sum() / fov.sum())
     if width:
-        res = vessel_widths(mask)
+        # 000 section IV-C measures widths on the segmentation thresholded at 0.5 (argmax over
+        # the classes of a multi-class output), not at the validation-chosen threshold
+        width_classes, width_mask = width_segmentation(probs, fov)
+        res = vessel_widths(width_mask)
         d = res.diameters
         vmax = float(np.percentile(d, 99)) if d.size else 1.0
-        _save(width_colours(res.width_map, mask, vmax), output / f"{stem}_width.png")
+        colours = width_colours(res.width_map, width_mask, vmax, res.skeleton)
+        _save(colours, output / f"{stem}_width.png")
+        row.update(width_rule="argmax" if probs.shape[0] > 1 else f">={WIDTH_THRESHOLD:g}")
         row.update(width_mean_px=res.mean, width_std_px=res.std, width_scale_max_px=vmax)
         if pixel_size_um is not None:
             row.update(width_mean_um=res.mean * pixel_size_um, width_std_um=res.std * pixel_size_um)
         if predictor.is_av:
-            per_class = av_widths(classes.astype(np.uint8), pixel_size_um)
+            per_class = av_widths(width_classes.astype(np.uint8), pixel_size_um)
             unit = "um" if pixel_size_um is not None else "px"
             for name, r in per_class.items():
                 row[f"{name}_width_mean_{unit}"] = r.mean

@@ -18,15 +18,19 @@ from retina_lightning.data.fov import derive_fov
 from retina_lightning.data.io import read_image, read_mask
 from retina_lightning.data.synthetic import generate_fundus
 from retina_lightning.data.transforms import Preprocess
+from retina_lightning.measure import av_widths, vessel_widths
 from retina_lightning.models import UNet
 from retina_lightning.predict import (
     _preprocess_from,
     load_predictor,
     match_fov,
+    predict_image,
     predict_main,
     width_colours,
+    width_segmentation,
 )
 from retina_lightning.tasks.segmentation import SegmentationTask, vessel_probability
+from retina_lightning.types import ARTERY, VEIN
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,6 +103,10 @@ def test_predict_folder_writes_every_map_and_the_csv(ckpt, images, tmp_path, cap
         assert float(row["threshold"]) == pytest.approx(predictor.threshold, abs=1e-6)
         assert float(row["vessel_density"]) == pytest.approx((mask > 0).sum() / fov.sum(), abs=1e-4)
         assert float(row["width_mean_px"]) > 1.0  # the tiny model does find vessels
+        # widths are measured on p >= 0.5 (000 IV-C), not at the checkpoint's threshold
+        at_half = width_segmentation(predictor(image, fov), fov)[1]
+        assert row["width_rule"] == ">=0.5"
+        assert float(row["width_mean_px"]) == pytest.approx(vessel_widths(at_half).mean, rel=1e-5)
         assert float(row["width_mean_um"]) == pytest.approx(
             10 * float(row["width_mean_px"]), rel=1e-5
         )
@@ -279,6 +287,101 @@ def test_width_colours_fill_each_vessel_with_its_axis_diameter():
     rgb = width_colours(width_map, mask, vmax=4.0)
     assert (rgb[~mask] == 0).all()
     assert (rgb[mask] == rgb[4, 5]).all() and rgb[4, 5].any()  # one colour: one diameter
+
+
+def test_width_colours_use_the_given_skeleton():
+    """A one-pixel vessel has medial-axis diameter 0: with its skeleton given it is coloured
+    with 0, not with the diameter of another vessel."""
+    mask = np.zeros((12, 12), bool)
+    mask[2:7, 1:11] = True  # 5 px wide
+    mask[9, 1:11] = True  # 1 px wide
+    width_map = np.zeros(mask.shape, np.float32)
+    width_map[4, 3:9] = 4.0
+    skeleton = width_map > 0
+    skeleton[9, 1:11] = True
+    rgb = width_colours(width_map, mask, vmax=4.0, skeleton=skeleton)
+    assert (rgb[9, 1:11] == rgb[9, 5]).all() and (rgb[9, 5] != rgb[4, 5]).any()
+    assert (width_colours(width_map, mask, vmax=4.0)[9, 5] == rgb[4, 5]).all()  # old default
+
+
+class _FixedProbs:
+    """A stand-in for :class:`Predictor`: fixed probabilities and threshold."""
+
+    def __init__(self, probs: np.ndarray, threshold: float) -> None:
+        self.probs, self.threshold = probs.astype(np.float32), threshold
+        self.is_av = probs.shape[0] == 3
+
+    def __call__(self, image: np.ndarray, fov: np.ndarray) -> np.ndarray:
+        return self.probs
+
+
+def _tube_with_halo(size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """A horizontal 5-px vessel and a 2-px halo on each side (9 px in all)."""
+    core = np.zeros((size, size), bool)
+    core[20:25, 6:-6] = True
+    halo = np.zeros_like(core)
+    halo[18:27, 6:-6] = True
+    return core, halo & ~core
+
+
+def _inputs(tmp_path: Path, size: int = 48) -> tuple[Path, Path]:
+    image, fov = tmp_path / "eye.png", tmp_path / "eye_mask.png"
+    Image.fromarray(np.full((size, size, 3), 120, np.uint8)).save(image)
+    Image.fromarray(np.full((size, size), 255, np.uint8)).save(fov)
+    return image, fov
+
+
+def test_width_segmentation_is_half_or_argmax():
+    """000 IV-C measures widths at 0.5 (one channel) or on the argmax class (several)."""
+    fov = np.ones((1, 4), bool)
+    fov[0, 3] = False
+    classes, vessel = width_segmentation(np.array([[[0.2, 0.5, 0.7, 0.9]]]), fov)
+    assert vessel.tolist() == [[False, True, True, False]] and classes.tolist() == [[0, 1, 1, 0]]
+    probs = np.array([[0.6, 0.45, 0.2, 0.1], [0.3, 0.3, 0.7, 0.2], [0.1, 0.25, 0.1, 0.7]])
+    classes, vessel = width_segmentation(probs[:, None, :], fov)
+    # pixel 1: background 0.45 < 0.5 but still the largest class -> background
+    assert classes.tolist() == [[0, 0, 1, 0]] and vessel.tolist() == [[False, False, True, False]]
+
+
+def test_width_is_measured_at_half_not_at_the_checkpoint_threshold(tmp_path):
+    """A binary model: the halo (p = 0.3) is vessel at the checkpoint's threshold 0.2 (the
+    written mask), but widths are measured on p >= 0.5, the 5-px core."""
+    core, halo = _tube_with_halo()
+    prob = np.where(core, 0.9, np.where(halo, 0.3, 0.01))[None]
+    image, fov = _inputs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    row = predict_image(_FixedProbs(prob, 0.2), image, out, fov, width=True, pixel_size_um=12.5)
+    np.testing.assert_array_equal(_png(out / "eye_mask.png") > 0, core | halo)
+    assert row["width_rule"] == ">=0.5"
+    assert row["width_mean_px"] == pytest.approx(vessel_widths(core).mean)
+    assert row["width_mean_px"] < vessel_widths(core | halo).mean - 3.0
+    assert row["width_mean_um"] == pytest.approx(12.5 * vessel_widths(core).mean)
+    np.testing.assert_array_equal(_png(out / "eye_width.png").any(axis=-1), core)
+
+
+def test_av_widths_are_measured_on_the_argmax_classes(tmp_path):
+    """An A/V model: the halo has background 0.45 (the largest class) and 1 - 0.45 >= the
+    checkpoint threshold 0.3, so it is vessel in ``_mask.png`` / ``_av.png`` but not in the
+    segmentation widths are measured on."""
+    core, halo = _tube_with_halo()
+    vein = np.roll(core, 14, axis=0) | np.roll(core, 15, axis=0)  # a 6-px vein below
+    probs = np.zeros((3, *core.shape), np.float32)
+    probs[0] = 0.9
+    probs[:, halo] = np.array([0.45, 0.2, 0.35])[:, None]
+    probs[:, core] = np.array([0.1, 0.1, 0.8])[:, None]
+    probs[:, vein] = np.array([0.1, 0.8, 0.1])[:, None]
+    probs[1:, ~(core | halo | vein)] = 0.05
+    image, fov = _inputs(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    row = predict_image(_FixedProbs(probs, 0.3), image, out, fov, width=True)
+    assert (_png(out / "eye_av.png")[halo] == (255, 0, 0)).all()  # artery at the threshold
+    assert row["width_rule"] == "argmax"
+    expected = av_widths(np.select([core, vein], [ARTERY, VEIN], 0).astype(np.uint8))
+    assert row["artery_width_mean_px"] == pytest.approx(expected["artery"].mean)
+    assert row["vein_width_mean_px"] == pytest.approx(expected["vein"].mean)
+    assert row["width_mean_px"] == pytest.approx(vessel_widths(core | vein).mean)
 
 
 @pytest.mark.real_data
