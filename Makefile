@@ -8,9 +8,18 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?= -n 2
 MINUTES ?= 20
 BENCH_ARGS ?=
+# `make gpu-wheels`: what a GPU machine's Python 3.12 (torch, lightning, torchmetrics,
+# scikit-image, timm, huggingface-hub there) lacks; their other needs are all there. wandb is
+# left out: the suite imports it only for W&B logging.
+GPU_WHEELS ?= kornia==0.9.0 kornia-rs==0.2.0 jsonargparse==4.53.0 docstring-parser==0.18.0 \
+	typeshed-client==2.15.0 omegaconf==2.4.0 segmentation-models-pytorch==0.6.0
+GPU_PLATFORMS := $(foreach n,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1,--platform $(n)_x86_64)
+QUICK ?=
+GPU_CHECK_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format pytest quickstart bench bench-accuracy clean
+.PHONY: help install test lint format pytest quickstart bench bench-accuracy bench-training \
+	gpu-wheels gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -46,6 +55,24 @@ bench: ## quick benchmarks: data pipeline, inference speed, memory scaling (~4 m
 
 bench-accuracy: ## DRIVE leaderboard: every method, MINUTES (20) of training each; set RETINA_DATA_ROOT
 	$(PY) benchmarks/bench_accuracy.py --minutes $(MINUTES) $(BENCH_ARGS)
+
+bench-training: ## training patches/s per model and precision (CPU; + cuda rows on a GPU), quick
+	$(PY) benchmarks/bench_training.py --quick $(BENCH_ARGS)
+
+gpu-wheels: ## wheels a GPU machine lacks -> .whl/, and DRIVE -> .data/ (RETINA_DATA_ROOT): carry both
+	@exclude=$$(git rev-parse --git-path info/exclude) && mkdir -p $$(dirname $$exclude) && \
+	for d in /.whl/ /.data/; do grep -qxF $$d $$exclude 2>/dev/null || echo $$d >> $$exclude; done
+	rm -rf .whl  # one version of each package: two would stop the install there
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp $(GPU_PLATFORMS) -d .whl $(GPU_WHEELS)
+	@if [ -n "$$RETINA_DATA_ROOT" ] && [ -d "$$RETINA_DATA_ROOT/DRIVE" ]; then \
+		mkdir -p .data && rm -rf .data/DRIVE && cp -r "$$RETINA_DATA_ROOT/DRIVE" .data/ && \
+		echo "copied $$RETINA_DATA_ROOT/DRIVE to .data/DRIVE"; \
+	else echo "RETINA_DATA_ROOT holds no DRIVE/: the GPU check's DRIVE step will skip"; fi
+	@du -sh .whl .data 2>/dev/null || true
+
+gpu-check: ## GPU tests + training/data/inference benchmarks + DPN on DRIVE, <9 min (QUICK=1: CPU ok)
+	bash scripts/gpu_check.sh $(if $(QUICK),--quick) $(GPU_CHECK_ARGS)
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache runs lightning_logs wandb previews

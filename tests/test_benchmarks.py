@@ -6,7 +6,9 @@ Nothing here asserts a timing: only shapes, columns, equalities and bookkeeping.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -302,7 +304,9 @@ def test_recipe_steps_and_f1_at_the_papers_operating_point():
 
     assert ba.recipe_steps(METHODS["iternet"]) == "12,400"  # 200 epochs x 62 steps
     assert ba.recipe_steps(METHODS["dpn"]) == "100,000"  # 002's 100k iterations
-    assert ba.recipe_steps(METHODS["patch2image_light"]) == "<= 158,400 (early stopping)"
+    assert (
+        ba.recipe_steps(METHODS["patch2image_light"]) == "<= 199,800 (early stopping)"
+    )  # 300 x 666
     assert ba.recipe_steps(Method("no_such_config", "X", "m.M")) is None
 
     pooled = {"auroc": 0.97, "f1@opt": 0.70, "f1@0.5": 0.80, "acc@0.5": 0.95}
@@ -352,3 +356,154 @@ def test_bench_accuracy_tiny_fit_and_test(tmp_path):
     ba.main([*args, "--out-dir", str(tmp_path / "rebuilt")])
     assert read_table(tmp_path / "rebuilt" / "accuracy_tiny.csv") == rows
     assert len(list((tmp_path / "runs" / "bench_accuracy" / "tiny" / "dpn").iterdir())) == 1
+
+
+# -------------------------------------------------------------------- bench_training
+
+
+def test_bench_training_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench("bench_training").main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--quick", "--tiny", "--device", "--out-dir", "--threads", "--models"):
+        assert option in out
+    for option in ("--precisions", "--channels-last", "--compile", "--name"):
+        assert option in out
+
+
+def test_training_recipe_from_the_drive_config():
+    from retina_lightning.losses import DeepSupervisionLoss
+
+    bt = bench("bench_training")
+    from benchmarks.reference import METHODS
+
+    dpn = bt.load_recipe(METHODS["dpn"])
+    assert isinstance(dpn.loss, DeepSupervisionLoss)  # built from the YAML, nested loss too
+    assert dpn.optimizer[0] is torch.optim.Adam and dpn.optimizer[1]["weight_decay"] == 5e-4
+    assert (dpn.patch, dpn.batch, dpn.in_channels) == (512, 1, 3)
+    assert bt.step_shape(dpn, bt.SCALES["full"]) == (512, 1)
+    assert bt.step_shape(dpn, bt.SCALES["tiny"]) == (32, 1)
+    unet = bt.load_recipe(METHODS["unet"])
+    assert bt.step_shape(unet, bt.SCALES["quick"]) == (unet.patch, 8)
+    assert 1 <= bt.physical_cores() <= (os.cpu_count() or 1)
+
+
+def test_bench_training_tiny_writes_the_table(tmp_path):
+    from benchmarks.common import read_table
+    from retina_lightning.precision import default_precision
+
+    bt = bench("bench_training")
+    paths = bt.main(
+        [
+            "--tiny",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--models",
+            "patch2image_light,dpn",
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
+    assert sorted(p.name for p in paths) == [
+        "training_throughput_tiny.csv",
+        "training_throughput_tiny.md",
+    ]
+    rows = read_table(tmp_path / "training_throughput_tiny.csv")
+    assert list(rows[0]) == bt.COLUMNS
+    assert [(r["model"], r["precision"]) for r in rows] == [
+        ("Light (patch2image)", "32-true"),
+        ("Light (patch2image)", "bf16-mixed"),
+        ("DPN", "32-true"),
+        ("DPN", "bf16-mixed"),
+    ]
+    from benchmarks.reference import METHODS
+
+    recipe = [bt.load_recipe(METHODS[k]).batch for k in ("patch2image_light", "dpn")]
+    assert [int(r["recipe batch"]) for r in rows] == [recipe[0], recipe[0], 1, 1]  # DPN: 1
+    assert [int(r["batch"]) for r in rows] == [min(recipe[0], 2)] * 2 + [1, 1]
+    for r in rows:
+        assert r["device"] == "cpu" and r["variant"] == "eager" and not r["note"]
+        assert 0 < float(r["ms/step (min)"]) <= float(r["ms/step (median)"])
+        assert float(r["patches/s"]) == pytest.approx(
+            int(r["batch"]) / (float(r["ms/step (median)"]) / 1e3)
+        )
+        assert float(r["vs 32-true"]) > 0
+        assert r["suite default"] == str(r["precision"] == default_precision("cpu"))
+    assert [float(r["vs 32-true"]) for r in rows[::2]] == [1.0, 1.0]
+    text = (tmp_path / "training_throughput_tiny.md").read_text()
+    assert "- threads: 1 intra-op threads (--threads)" in text
+    assert "--tiny --device cpu --threads 1 --models patch2image_light,dpn" in text  # command
+
+
+# ------------------------------------------------------------------------ gpu_check
+
+
+def _gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_drive_step_skips_without_drive(tmp_path, monkeypatch, capsys):
+    gc = _gpu_check()
+    monkeypatch.delenv("RETINA_DATA_ROOT", raising=False)
+    args = gc.parse_args(["--results-dir", str(tmp_path)])
+    assert not args.quick and args.results_dir == tmp_path
+    check = gc.Check(args)
+    step = check.drive()
+    assert step.status.startswith("skipped: RETINA_DATA_ROOT is unset")
+    assert check.drive_reserve() == 0.0
+    assert "drive: skipped" in capsys.readouterr().out
+    monkeypatch.setenv("RETINA_DATA_ROOT", str(tmp_path))
+    for sub in ("training", "test"):
+        (tmp_path / "DRIVE" / sub).mkdir(parents=True)
+    assert check.drive_root() == (tmp_path / "DRIVE").resolve()
+    assert check.drive_reserve() > 0  # the earlier steps leave time for the DRIVE step
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    bool(os.environ.get("RETINA_GPU_CHECK")), reason="inside a gpu-check run already"
+)
+def test_gpu_check_quick_mode(tmp_path, monkeypatch):
+    """`make gpu-check QUICK=1`'s Python part, on a CPU too: the CUDA tests (skipped without
+    a GPU) with their table, the training benchmark, the summary and the $OUT export. The
+    data / inference / DRIVE steps are left out here (their scripts' tiny runs are tested
+    above; `make gpu-check QUICK=1` runs them)."""
+    gc = _gpu_check()
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setenv("OUT", str(out))
+    results = tmp_path / "results"
+    argv = ["--quick", "--threads", "1", "--results-dir", str(results)]
+    code = gc.main([*argv, "--skip", "data,inference,drive"])
+    assert code == 0
+    from benchmarks.common import read_table
+
+    steps = read_table(results / "gpu_check_summary.csv")
+    status = {r["step"]: r["status"] for r in steps}
+    assert list(status) == ["tests", "training", "data", "inference", "drive", "compile"]
+    assert status["tests"].startswith("ok (") and status["training"] == "ok"
+    assert status["data"] == "skipped: --skip" and status["compile"].startswith("skipped in")
+    tests = read_table(results / "gpu_tests_quick.csv")
+    outcomes = {r["test"].split("::")[-1]: r["outcome"] for r in tests}
+    assert outcomes["test_run_settings_cpu_always_first"] == "passed"
+    gpu_tests = [r for r in tests if r["test"].startswith("test_gpu::")]
+    assert gpu_tests  # every CUDA test is listed: skipped without a GPU, run with one
+    expected = "passed" if torch.cuda.is_available() else "skipped"
+    assert any(r["outcome"] == expected for r in gpu_tests)
+    training = read_table(results / "gpu_training_throughput_tiny.csv")
+    assert {r["model"] for r in training} == {"Light (patch2image)", "DPN"}
+    assert all(float(r["patches/s"]) > 0 for r in training)
+    summary = (out / "gpu_check_summary.md").read_text()
+    assert "| tests |" in summary and "CUDA tests" in summary
+    import tarfile
+
+    with tarfile.open(out / "gpu_check_results.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"gpu_tests_quick.md", "gpu_training_throughput_tiny.csv"} <= names

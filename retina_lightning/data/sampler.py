@@ -3,8 +3,9 @@
 The training images live on the device as one padded uint8 stack; every step draws patch
 centres inside the FOV (optionally a share of them on vessel pixels, since vessels cover only
 ~12 % of a fundus, 002 section IV-A) and gathers the windows with one advanced-indexing op, so
-the CPU never touches a patch. Draws use a ``torch.Generator`` seeded from (seed, rank, epoch,
-step): the same seed gives the same patches, different ranks get different patches.
+the CPU never touches a patch. Draws use a CPU ``torch.Generator`` seeded from (seed, rank, epoch,
+step), the centres then moving to the device: the same seed gives the same patches on the CPU
+and on a GPU, different ranks get different patches.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ class PatchSampler:
         num_images = mask.shape[0]
         for _ in range(64):
             k = max(4 * (n - total), 64)
-            idx = torch.randint(num_images, (k,), generator=gen, device=self.device)
-            y = torch.randint(self.height, (k,), generator=gen, device=self.device)
-            x = torch.randint(self.width, (k,), generator=gen, device=self.device)
+            # drawn on the CPU and moved: the same seed gives the same centres on every device
+            idx = torch.randint(num_images, (k,), generator=gen).to(self.device)
+            y = torch.randint(self.height, (k,), generator=gen).to(self.device)
+            x = torch.randint(self.width, (k,), generator=gen).to(self.device)
             ok = mask[idx, y + self.margin, x + self.margin]
             found.append(torch.stack([idx, y, x], 1)[ok])
             total += int(ok.sum())
@@ -104,7 +106,7 @@ class PatchSampler:
 
     def sample(self, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Draw and cut ``n`` patches: (image, label, fov, source image index)."""
-        gen = torch.Generator(device=self.device)
+        gen = torch.Generator()  # CPU: CUDA's Philox would give other numbers for one seed
         gen.manual_seed(seed)
         idx, y, x = self.centres(n, gen)
         return (*self.cut(idx, y, x), idx)
