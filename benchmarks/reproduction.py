@@ -166,9 +166,11 @@ ENTRIES: tuple[Entry, ...] = (
         paper_where="004 Table 1, Mini-Unet Image/Fine-tuned",
         command=_P2I_CMD.format(cfg="patch2image_miniunet", key="miniunet"),
         pending=(
-            "not run yet: ~36x Light's cost per step (172 vs 46 ms per 32-patch step, 2.8 vs "
-            "0.8 s per whole-image step, fp32, one core): ~3.5 h per seed on 2 CPU cores in "
-            "bf16, minutes on a GPU (unmeasured)"
+            "not run yet (CPU time went to Light's three seeds): Mini-Unet costs 3.7x Light per "
+            "32-patch step and 3.5x per whole-image step (172 vs 46 ms, 2.8 vs 0.8 s; fp32, one "
+            "core), so ~2.7 h per seed on one core in fp32 at Light's epoch counts (Light: 0.73 "
+            "h), ~2 h in bf16 (1.4x / 2.6x faster on these steps); minutes on a GPU "
+            "(unmeasured: no GPU was lent to this task)"
         ),
     ),
     Entry(
