@@ -42,3 +42,16 @@ TINY_CLI = [
     "--data.init_args.steps_per_epoch=2",
     "--model.init_args.model.init_args.base_channels=4",
 ]
+
+
+def patch_stack(n: int = 3, h: int = 40, w: int = 50, vessel_share: float = 0.1):
+    """``n`` random uint8 RGB images with random vessel labels and a disc FOV: the
+    ``(images, labels, fovs)`` a :class:`~retina_lightning.data.sampler.PatchSampler` takes."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, h, w), generator=g, dtype=torch.uint8)
+    labels = (torch.rand(n, h, w, generator=g) < vessel_share).to(torch.uint8)
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    fov = ((yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.5) ** 2).expand(n, h, w)
+    return images, labels, fov.clone()

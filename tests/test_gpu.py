@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_CLI
+from helpers import TINY_CLI, patch_stack
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -47,12 +47,7 @@ def _strict_float32():
 
 
 def _stack(n=3, h=60, w=70):
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, h, w), generator=g, dtype=torch.uint8)
-    labels = (torch.rand(n, h, w, generator=g) < 0.12).to(torch.uint8)
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    fov = ((yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.5) ** 2).expand(n, h, w)
-    return images, labels, fov.clone()
+    return patch_stack(n, h, w, vessel_share=0.12)
 
 
 def test_cuda_sampler_cuts_the_cpu_windows_for_the_same_centres():

@@ -81,20 +81,6 @@ def _tube_errors(method: str, width: int) -> tuple[list[float], list[float]]:
     return core_errors, all_errors
 
 
-def _horizontal_tube(width: int, size: int = SIZE) -> np.ndarray:
-    mask = np.zeros((size, size), dtype=bool)
-    top = size // 2 - width // 2
-    mask[top : top + width, 10 : size - 10] = True
-    return mask
-
-
-def _diagonal_tube(width: int, size: int = SIZE) -> np.ndarray:
-    """Pixels whose centre lies within ``width / 2`` of the line ``row = col``."""
-    rows, cols = np.mgrid[:size, :size]
-    inside = np.abs(rows - cols) / np.sqrt(2) < width / 2
-    return inside & (cols > 10) & (cols < size - 10)
-
-
 def _ring(cy: float, cx: float, inner: float, width: int, size: int = 128) -> np.ndarray:
     """An annulus ``inner <= r < inner + width``: a curved vessel of every direction, no ends."""
     rows, cols = np.mgrid[:size, :size]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import patch_stack
 
 from retina_lightning.data.base import DatasetError
 from retina_lightning.data.sampler import PatchSampler, step_seed
@@ -11,12 +12,7 @@ from retina_lightning.data.transforms import Augment
 
 
 def _stack(n=3, h=40, w=50):
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, h, w), generator=g, dtype=torch.uint8)
-    labels = (torch.rand(n, h, w, generator=g) < 0.1).to(torch.uint8)
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    fov = ((yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.5) ** 2).expand(n, h, w)
-    return images, labels, fov.clone()
+    return patch_stack(n, h, w, vessel_share=0.1)
 
 
 def test_patches_are_the_windows_around_centres_inside_the_fov():

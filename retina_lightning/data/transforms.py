@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import kornia.augmentation as K
+import numpy as np
 import torch
 from kornia.enhance import equalize_clahe
 from torch import Tensor
@@ -52,7 +53,7 @@ def clahe_skimage(x: Tensor, clip: float, grid: tuple[int, int]) -> Tensor:
     from skimage.exposure import equalize_adapthist
 
     arr = x.detach().float().cpu().numpy()
-    out = arr.copy()
+    out = np.empty_like(arr)
     h, w = arr.shape[-2:]
     kernel = (max(h // int(grid[0]), 1), max(w // int(grid[1]), 1))
     for b in range(arr.shape[0]):
