@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# every target that runs the suite's tools depends on this stamp, so `make test` or `make quickstart`
+# works as the very first command on a fresh clone: it installs once, then reuses .venv
+STAMP := $(VENV)/.installed
 # torch is installed first and on its own: override for your platform or CUDA version, e.g.
 #   make install TORCH="torch==2.5.1 torchvision==0.20.1 --index-url https://download.pytorch.org/whl/cu124"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
@@ -29,37 +32,41 @@ install: ## create .venv and install the package, its dev tools and the `retina`
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
 	@echo "installed: activate with 'source $(VENV)/bin/activate' (or call $(VENV)/bin/retina)"
 
-lint: ## ruff lint and format check
+$(STAMP): pyproject.toml
+	$(MAKE) --no-print-directory install
+
+lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: ## apply ruff fixes and formatting
+format: $(STAMP) ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-pytest: ## the test suite only (two pytest-xdist workers; PYTEST_ARGS= for one process)
+pytest: $(STAMP) ## the test suite only (two pytest-xdist workers; PYTEST_ARGS= for one process)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test: lint pytest ## lint + the test suite (what CI runs)
 
-quickstart: ## train and test the U-Net on the embedded synthetic data (CPU, a few minutes)
+quickstart: $(STAMP) ## train and test the U-Net on the embedded synthetic data (CPU, a few minutes)
 	$(VENV)/bin/retina fit --config configs/synthetic/unet.yaml
 	$(VENV)/bin/retina test --config configs/synthetic/unet.yaml --ckpt_path best
 
-bench: ## quick benchmarks: data pipeline, inference speed, memory scaling (~4 min on 2 CPU cores)
+bench: $(STAMP) ## quick benchmarks: data pipeline, inference speed, memory scaling (~4 min on 2 CPU cores)
 	$(PY) benchmarks/bench_data.py --quick $(BENCH_ARGS)
 	$(PY) benchmarks/bench_inference.py --quick $(BENCH_ARGS)
 	$(PY) benchmarks/bench_scaling.py --quick $(BENCH_ARGS)
 
-bench-accuracy: ## DRIVE leaderboard: every method, MINUTES (20) of training each; set RETINA_DATA_ROOT
+bench-accuracy: $(STAMP) ## DRIVE leaderboard: every method, MINUTES (20) of training each; set RETINA_DATA_ROOT
 	$(PY) benchmarks/bench_accuracy.py --minutes $(MINUTES) $(BENCH_ARGS)
 
-bench-training: ## training patches/s per model and precision (CPU; + cuda rows on a GPU), quick
+bench-training: $(STAMP) ## training patches/s per model and precision (CPU; + cuda rows on a GPU), quick
 	$(PY) benchmarks/bench_training.py --quick $(BENCH_ARGS)
 
-gpu-wheels: ## wheels a GPU machine lacks -> .whl/, and DRIVE -> .data/ (RETINA_DATA_ROOT): carry both
+gpu-wheels: $(STAMP) ## wheels a GPU machine lacks -> .whl/, and DRIVE -> .data/ (RETINA_DATA_ROOT): carry both
 	@exclude=$$(git rev-parse --git-path info/exclude) && mkdir -p $$(dirname $$exclude) && \
 	for d in /.whl/ /.data/; do grep -qxF $$d $$exclude 2>/dev/null || echo $$d >> $$exclude; done
 	rm -rf .whl  # one version of each package: two would stop the install there
