@@ -1,0 +1,120 @@
+"""Resampling images to a fixed FOV diameter (issue 13), checked by hand-built cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from retina_lightning.data.resolution import (
+    batch_scale,
+    fov_diameter,
+    resample_sample,
+    resize_labels,
+    resize_mask,
+    resize_probabilities,
+    scale_for,
+)
+from retina_lightning.types import Sample
+from tests.helpers import dataset_dir, needs
+
+
+def disc(shape: tuple[int, int], radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+
+
+def test_fov_diameter_is_the_horizontal_extent() -> None:
+    fov = disc((101, 121), 40)
+    assert fov_diameter(fov) == 81
+    assert fov_diameter(torch.from_numpy(fov)) == 81
+    # cut at top and bottom (as some DRIVE masks are): the diameter is still the full width
+    fov[:30] = False
+    fov[-30:] = False
+    assert fov_diameter(fov) == 81
+    assert scale_for(fov, 162) == pytest.approx(2.0)
+    assert scale_for(fov, None) == 1.0
+    with pytest.raises(ValueError, match="empty"):
+        scale_for(np.zeros((4, 4), bool), 10)
+
+
+def test_shrinking_labels_keeps_a_thin_vessel() -> None:
+    label = torch.zeros(1, 40, 40, dtype=torch.uint8)
+    label[0, :, 20:22] = 1  # a vertical vessel 2 px wide
+    small = resize_labels(label, (20, 20), 2)
+    assert small[0].sum() == 20  # 1 px wide at half the size: the area share is kept
+    nearest = torch.nn.functional.interpolate(label[None].float(), size=(20, 20), mode="nearest")
+    assert nearest.sum() == 20  # (nearest keeps this one only because it is 2 px wide)
+    one_px = torch.zeros(1, 40, 40, dtype=torch.uint8)
+    one_px[0, :, 21] = 1
+    nearest = torch.nn.functional.interpolate(one_px[None].float(), size=(20, 20), mode="nearest")
+    assert nearest.sum() == 0  # nearest neighbour drops a 1 px vessel at odd columns
+    assert resize_labels(one_px, (20, 20), 2).sum() == 0  # half a pixel's area: a tie, background
+    three = torch.zeros(1, 40, 40, dtype=torch.uint8)
+    three[0, :, 10:13] = 2  # artery class of an A/V map
+    assert set(resize_labels(three, (20, 20), 3).unique().tolist()) == {0, 2}
+
+
+def test_masks_and_probabilities_round_trip() -> None:
+    fov = torch.from_numpy(disc((80, 80), 35))[None]
+    half = resize_mask(fov, (40, 40))
+    assert half.dtype == torch.bool
+    assert float(half.float().mean()) == pytest.approx(float(fov.float().mean()), abs=0.01)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 80), torch.linspace(0, 1, 80), indexing="ij")
+    prob = (0.5 + 0.4 * torch.sin(3 * yy) * torch.cos(2 * xx))[None, None]
+    small = torch.nn.functional.interpolate(prob, size=(40, 40), mode="bilinear", antialias=True)
+    back = resize_probabilities(small, (80, 80))
+    assert back.shape == prob.shape
+    assert (back - prob).abs().max() < 0.02
+    assert resize_probabilities(prob, (80, 80)) is prob
+
+
+def synthetic_sample(size: int, radius: float) -> Sample:
+    fov = disc((size, size), radius)
+    label = np.zeros((size, size), np.uint8)
+    label[:, size // 2 - 4 : size // 2 + 2] = 1  # 6 px, on even columns
+    image = np.dstack([np.where(label, 60, 160).astype(np.uint8)] * 3)
+    return Sample(
+        name="x",
+        image=image,
+        label=label,
+        fov=fov,
+        second_observer=label.copy(),
+        pixel_size_um=10.0,
+    )
+
+
+def test_resample_sample_brings_the_fov_to_the_target_diameter() -> None:
+    sample = synthetic_sample(200, 90)
+    assert fov_diameter(sample.fov) == 180
+    out = resample_sample(sample, 90)
+    assert fov_diameter(out.fov) == pytest.approx(90, abs=1)
+    assert out.image.dtype == np.uint8 and out.image.shape == (*out.shape, 3)
+    assert out.shape == (100, 100)
+    assert out.label.sum() / out.label.size == pytest.approx(sample.label.mean(), rel=0.05)
+    assert out.second_observer is not None and out.second_observer.shape == out.shape
+    assert out.pixel_size_um == pytest.approx(10.0 * 2)
+    assert out.meta["original_size"] == (200, 200)
+    assert resample_sample(sample, None) is sample
+    assert resample_sample(sample, 180) is sample
+
+
+def test_batch_scale_is_the_median_of_the_images() -> None:
+    fovs = torch.stack([torch.from_numpy(disc((100, 100), r)) for r in (40, 45, 49)])
+    middle = fov_diameter(fovs[1])
+    assert batch_scale(fovs, 182) == pytest.approx(182 / middle)
+    assert batch_scale(fovs, None) == 1.0
+
+
+@needs("CHASE_DB1")
+def test_chase_db1_resampled_to_drive_scale() -> None:
+    from retina_lightning.data.datasets import CHASEDB1
+
+    sample = CHASEDB1(root=dataset_dir("CHASE_DB1")).load("all")[0]
+    assert fov_diameter(sample.fov) > 880  # ~1.7x DRIVE's 540 px
+    out = resample_sample(sample, 540)
+    assert fov_diameter(out.fov) == pytest.approx(540, abs=2)
+    before = sample.label[sample.fov.astype(bool)].mean()
+    after = out.label[out.fov.astype(bool)].mean()
+    assert after == pytest.approx(before, rel=0.05)  # vessel share of the FOV kept
