@@ -161,7 +161,7 @@ def _write_fragment(path: Path, content: dict[str, Any]) -> str:
 
 
 def _retina(args: list[str]) -> Any:
-    from retina_lightning.cli import main as retina_main
+    from retina_lightning.lightning_cli import run as retina_main
 
     print("[patch2image] retina " + " ".join(args), file=sys.stderr)
     return retina_main(args)
@@ -235,7 +235,7 @@ def run_patch2image(
         scratch: also train the image network from random weights (Image/Scratch).
         extra_args: ``retina`` arguments added to every call (data root, tiny CI sizes ...).
     """
-    from retina_lightning.cli import experiment_name
+    from retina_lightning.runs import experiment_name
 
     config = str(config)
     base = experiment or experiment_name([config])

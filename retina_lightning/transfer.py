@@ -77,7 +77,7 @@ def resolve_checkpoint_ref(ref: str | Path, runs_dir: str | Path = "runs") -> Pa
         return path
     experiment, sep, which = text.rpartition("@")
     if sep and which in ("best", "last") and experiment:
-        from retina_lightning.cli import resolve_checkpoint
+        from retina_lightning.runs import resolve_checkpoint
 
         return resolve_checkpoint(which, Path(runs_dir), experiment)
     raise FileNotFoundError(

@@ -1,5 +1,6 @@
 """A real crash: `retina fit` is SIGKILLed after its first checkpoint, and `retina fit
---ckpt_path last` continues the same run directory from the saved epoch to max_epochs."""
+--ckpt_path last` continues the same run directory from the saved epoch to max_epochs, with
+every step once in metrics.csv (issue 15, item 9)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,6 @@ def test_killed_fit_resumes_from_its_last_epoch(tmp_path, monkeypatch):
         "kill: `last` must be refreshed every epoch, not only when val/auroc improves"
     )
     assert saved["global_step"] == (epoch + 1) * STEPS  # all steps of that epoch are done
-    lines_before = len(metrics_csv.read_text().splitlines())
 
     # resume in the same run directory for two more epochs
     monkeypatch.chdir(tmp_path)
@@ -114,13 +114,34 @@ def test_killed_fit_resumes_from_its_last_epoch(tmp_path, monkeypatch):
     final = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert final["global_step"] == max_epochs * STEPS  # no step trained twice or skipped
     assert final["epoch"] == max_epochs - 1  # written at the last epoch's validation
-    # metrics.csv kept the killed process's rows and got the resumed epochs appended, with
-    # epoch and step numbers continuing from the checkpoint
-    lines = metrics_csv.read_text().splitlines()
-    assert len(lines) > lines_before
+    # metrics.csv kept the killed process's rows up to its checkpoint, lost those after it
+    # (the resumed process logs these steps again) and got the resumed epochs appended, with
+    # epoch and step numbers continuing from the checkpoint: every step and epoch once
     with metrics_csv.open() as f:
-        new = [r for r in list(csv.DictReader(f))[lines_before - 1 :] if r.get("val/auroc")]
-    assert [(int(r["epoch"]), int(r["step"])) for r in new] == [
-        (epoch + 1, (epoch + 2) * STEPS - 1),
-        (epoch + 2, (epoch + 3) * STEPS - 1),
+        rows = list(csv.DictReader(f))
+    assert [(int(r["epoch"]), int(r["step"])) for r in rows if r.get("val/auroc")] == [
+        (e, (e + 1) * STEPS - 1) for e in range(max_epochs)
     ]
+    assert [int(r["step"]) for r in rows if r.get("train/loss")] == list(range(max_epochs * STEPS))
+
+
+def test_resume_drops_the_rows_logged_after_the_checkpoint(tmp_path, monkeypatch):
+    """What kill -9 leaves: metrics.csv rows of the steps after last.ckpt. The resumed fit
+    logs those steps again, so it drops them first (issue 15, item 9)."""
+    monkeypatch.chdir(tmp_path)
+    tiny = [*TINY, *CSV, "--model.init_args.figures=false"]
+    main(["fit", *tiny, "--trainer.max_epochs=1"])
+    (run,) = (tmp_path / "runs" / "synthetic" / "unet").iterdir()
+    metrics_csv = run / "metrics.csv"
+    with metrics_csv.open() as f:
+        header = next(csv.reader(f))
+    with metrics_csv.open("a", newline="") as f:  # epoch 1 of a process killed before its end
+        writer = csv.DictWriter(f, header)
+        writer.writerows({"epoch": 1, "step": step, "train/loss": 999} for step in (2, 3))
+        writer.writerow({"epoch": 1, "step": 3, "val/auroc": 0.999})
+    main(["fit", *tiny, "--trainer.max_epochs=2", "--ckpt_path", "last"])
+    with metrics_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows if r.get("train/loss")] == [0, 1, 2, 3]
+    assert [(r["epoch"], r["step"]) for r in rows if r.get("val/auroc")] == [("0", "1"), ("1", "3")]
+    assert "999" not in metrics_csv.read_text()
