@@ -2,6 +2,10 @@
 
     retina predict --ckpt_path run.ckpt --input photos/ --output out/ [--width --pixel_size_um 12.5]
 
+An output folder that already holds results (``predictions.csv``, ``<stem>_mask.png`` & co.)
+is refused unless ``--overwrite`` deletes them first, so one folder never mixes two runs.
+With ``--fov FOLDER`` the images without a mask there are listed (their FOV is derived).
+
 The checkpoint rebuilds everything inference needs: the model (LightningCLI stores its config
 in ``hyper_parameters``), the ROC-optimal threshold chosen on the validation images (the task's
 ``threshold`` buffer, DPN 002 section 4.4: "the optimal operating point of the ROC curve"),
@@ -554,7 +558,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stride", type=_positive(int), help="sliding-window stride")
     parser.add_argument("--tta", action="store_true", help="average over flipped inputs")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--output may hold an earlier run's results: delete them (predictions.csv and "
+        "<stem>_prob/_mask/_overlay/_width/_av.png) first; without it such a folder is refused",
+    )
     return parser
+
+
+def earlier_results(output: Path) -> list[Path]:
+    """What an earlier ``retina predict`` left in ``output``: ``predictions.csv`` and the
+    ``<stem>_prob.png`` & co. maps (issue 15 item 1: a second run into the same folder
+    replaced some of them and left the others, mixing two runs)."""
+    if not output.is_dir():
+        return []
+    names = tuple(s + ".png" for s in OUTPUT_SUFFIXES)
+    return sorted(
+        p
+        for p in output.iterdir()
+        if p.is_file() and (p.name == "predictions.csv" or p.name.endswith(names))
+    )
+
+
+def _claim_output(output: Path, overwrite: bool) -> list[Path]:
+    """Refuse an output folder holding earlier results; with ``overwrite`` return them, to
+    delete once the model has loaded (only those files: the inputs of a folder predicted into
+    itself stay)."""
+    found = earlier_results(output)
+    if found and not overwrite:
+        shown = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise PredictError(
+            f"--output {str(output)!r} already holds the results of an earlier run "
+            f"({len(found)} file(s): {shown}); writing into it would mix two runs. Choose a "
+            "new folder, or pass --overwrite to delete those results first"
+        )
+    return found
+
+
+def _derived_fov_images(images: list[Path], fov: Path | None) -> list[Path]:
+    """The images a ``--fov`` folder has no mask for (their FOV is derived)."""
+    if fov is None or not fov.is_dir():
+        return []
+    return [p for p in images if match_fov(p, fov) is None]
 
 
 def _check_unique_stems(images: Iterable[Path]) -> None:
@@ -582,6 +628,10 @@ def predict_main(argv: list[str]) -> int:
         fov = Path(args.fov) if args.fov else None
         if fov is not None and not fov.exists():
             raise PredictError(f"--fov {args.fov!r}: no such file or folder")
+        output = Path(args.output)
+        if output.exists() and not output.is_dir():
+            raise PredictError(f"--output {args.output!r} is a file, not a folder")
+        earlier = _claim_output(output, args.overwrite)
         predictor = load_predictor(
             args.ckpt_path,
             device=args.device,
@@ -591,11 +641,22 @@ def predict_main(argv: list[str]) -> int:
             tta=args.tta,
             amp=args.amp,
         )
-        output = Path(args.output)
         output.mkdir(parents=True, exist_ok=True)
     except (PredictError, ValueError) as e:
         print(f"retina predict: error: {e}", file=sys.stderr)
         return 2
+    for p in earlier:
+        p.unlink()
+    if earlier:
+        _warn(f"--overwrite: deleted {len(earlier)} earlier result file(s) in {str(output)!r}")
+    derived = _derived_fov_images(images, fov)
+    if derived:
+        shown = ", ".join(p.name for p in derived[:10]) + (", ..." if len(derived) > 10 else "")
+        _warn(
+            f"--fov {str(fov)!r} has no mask for {len(derived)} of {len(images)} image(s) "
+            f"({shown}): their FOV is derived from the image (masks are matched by stem: "
+            f"{', '.join(p.format('<stem>') for p in FOV_STEM_PATTERNS)})"
+        )
     print(
         f"retina predict: {len(images)} image(s), {predictor.inferer!r}, threshold "
         f"{predictor.threshold:.4f}, device {predictor.device}",

@@ -12,15 +12,18 @@ import pytest
 import torch
 from helpers import DATA_ROOT, TINY_CLI, needs
 from PIL import Image
+from torch import nn
 
 from retina_lightning.data.datamodule import RetinaDataModule
 from retina_lightning.data.fov import derive_fov
 from retina_lightning.data.io import read_image, read_mask
 from retina_lightning.data.synthetic import generate_fundus
 from retina_lightning.data.transforms import Preprocess
+from retina_lightning.inference import Inferer
 from retina_lightning.measure import av_widths, vessel_widths
 from retina_lightning.models import UNet
 from retina_lightning.predict import (
+    Predictor,
     _preprocess_from,
     load_predictor,
     match_fov,
@@ -165,6 +168,69 @@ def test_fov_masks_are_matched_by_stem(ckpt, images, tmp_path, capsys):
     assert rows["eye_a"]["fov"] == "file" and rows["eye_b"]["fov"] == "derived"
     for kind in ("_mask", "_prob"):
         assert not _png(out / f"eye_a{kind}.png")[fov == 0].any()
+    # issue 15 item 7: the images the --fov folder has no mask for are named
+    err = capsys.readouterr().err
+    assert f"--fov {str(masks)!r} has no mask for 1 of 2 image(s) (eye_b.jpg)" in err
+    assert "eye_a.png" not in err.split("has no mask for")[1].split("\n")[0]
+
+
+def test_an_output_folder_with_earlier_results_is_refused_or_overwritten(
+    ckpt, images, tmp_path, capsys
+):
+    """Issue 15 item 1: a second run into a folder holding results replaced some files and
+    left the others beside them. It is refused, naming the folder and the fix; --overwrite
+    deletes the earlier results (not the inputs of a folder predicted into itself)."""
+    out = tmp_path / "out"
+    argv = ["--ckpt_path", str(ckpt), "--output", str(out), "--no_progress"]
+    assert predict_main([*argv, "--input", str(images)]) == 0
+    assert len(_read_csv(out / "predictions.csv")) == 2
+    capsys.readouterr()
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    second = [*argv, "--input", str(images / "eye_a.png"), "--threshold", "0.5"]
+    assert predict_main(second) == 2
+    err = capsys.readouterr().err
+    assert f"--output {str(out)!r} already holds the results of an earlier run" in err
+    assert "--overwrite" in err and "new folder" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # untouched
+    bad = [*second, "--overwrite", "--ckpt_path", str(tmp_path / "nope.ckpt")]
+    assert predict_main(bad) == 2  # nothing is deleted before the model has loaded
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    capsys.readouterr()
+    assert predict_main([*second, "--overwrite"]) == 0
+    assert "deleted 7 earlier result file(s)" in capsys.readouterr().err
+    (row,) = _read_csv(out / "predictions.csv")
+    assert row["name"] == "eye_a" and float(row["threshold"]) == 0.5
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["predictions.csv", *(f"eye_a{k}.png" for k in OUTPUTS)]
+    )
+    # predicting a folder into itself: its images stay, its earlier maps go
+    inside = tmp_path / "inside"
+    shutil.copytree(images, inside)
+    argv = ["--ckpt_path", str(ckpt), "--input", str(inside), "--output", str(inside)]
+    assert predict_main([*argv, "--no_progress", "--overwrite"]) == 0
+    assert (inside / "eye_a.png").is_file() and (inside / "eye_b.jpg").is_file()
+    assert [r["name"] for r in _read_csv(inside / "predictions.csv")] == ["eye_a", "eye_b"]
+    assert predict_main([*argv, "--no_progress"]) == 2
+
+
+def test_a_12_bit_tiff_gives_the_map_of_its_8_bit_copy(ckpt, images, tmp_path, capsys):
+    """Issue 15 item 5: 12-bit data in a 16-bit TIFF was scaled by 65535 (16 grey levels; its
+    map matched the 8-bit copy's at Dice 0.58). Now it reads as its 8-bit copy: same maps."""
+    import tifffile
+
+    image8 = read_image(images / "eye_a.png")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(image8).save(folder / "eight.png")
+    wide = np.round(image8.astype(np.float64) * 4095 / 255).astype(np.uint16)
+    tifffile.imwrite(folder / "twelve.tif", wide, photometric="rgb")
+    out = tmp_path / "out"
+    argv = ["--ckpt_path", str(ckpt), "--input", str(folder), "--output", str(out)]
+    assert predict_main([*argv, "--no_progress"]) == 0, capsys.readouterr().err
+    for kind in OUTPUTS:
+        np.testing.assert_array_equal(
+            _png(out / f"twelve{kind}.png"), _png(out / f"eight{kind}.png")
+        )
 
 
 def test_a_bad_image_is_named_and_the_others_still_written(ckpt, images, tmp_path, capsys):
@@ -211,8 +277,52 @@ def test_readable_errors(ckpt, images, tmp_path, capsys):
     assert "(0, 1]" in capsys.readouterr().err
 
 
-def test_av_model_writes_an_av_map(ckpt, images, tmp_path):
-    """A 3-class (background / vein / artery) checkpoint: the A/V colour map and densities."""
+class _ColourClassifier(nn.Module):
+    """Fixed A/V logits from the un-normalised input: red pixels artery, blue pixels vein,
+    grey background (channel order of ``types.py``: 0 background, 1 vein, 2 artery)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = (x[:, 0:1] - x[:, 2:3]) * 20
+        return torch.cat([6 - d.abs(), -d, d], 1)
+
+
+def test_av_map_colours_arteries_red_and_veins_blue(tmp_path):
+    """Issue 16 item 3: on an image whose classes are known (a model that reads them off the
+    pixel colour), the _av.png is red exactly on the arteries, RITE's blue exactly on the
+    veins, black elsewhere and outside the FOV; the densities are those of the known map."""
+    h, w = 40, 48
+    image = np.zeros((h, w, 3), np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    fov = (yy - 20) ** 2 + (xx - 24) ** 2 <= 18**2
+    image[fov] = (100, 100, 100)
+    artery = (np.abs(xx - 14) <= 1) | (np.abs(yy - 12) <= 1) & (xx < 24)
+    vein = (np.abs(xx - 32) <= 2) & ~artery
+    image[artery], image[vein] = (250, 10, 10), (10, 10, 250)  # also outside the FOV
+    Image.fromarray(image).save(tmp_path / "eye.png")
+    Image.fromarray(fov.astype(np.uint8) * 255).save(tmp_path / "eye_mask.png")
+    predictor = Predictor(
+        model=_ColourClassifier(),
+        preprocess=Preprocess(normalize="none"),
+        inferer=Inferer(),
+        threshold=0.5,
+        num_classes=3,
+        target="av",
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    row = predict_image(predictor, tmp_path / "eye.png", out, tmp_path / "eye_mask.png")
+    av = _png(out / "eye_av.png")
+    expected = np.zeros((h, w, 3), np.uint8)
+    expected[artery & fov], expected[vein & fov] = (255, 0, 0), (0, 80, 255)
+    np.testing.assert_array_equal(av, expected)
+    np.testing.assert_array_equal(_png(out / "eye_mask.png") > 0, (artery | vein) & fov)
+    assert row["artery_density"] == pytest.approx((artery & fov).sum() / fov.sum())
+    assert row["vein_density"] == pytest.approx((vein & fov).sum() / fov.sum())
+
+
+def test_av_checkpoint_writes_the_argmax_colours_of_its_probabilities(ckpt, images, tmp_path):
+    """A 3-class (background / vein / artery) checkpoint through `retina predict`: the A/V map
+    is the argmax class of the predictor's own probabilities on the vessel mask."""
     raw = torch.load(ckpt, map_location="cpu", weights_only=False)
     av = copy.deepcopy(raw)
     av["hyper_parameters"]["model"]["init_args"]["num_classes"] = 3
@@ -224,12 +334,19 @@ def test_av_model_writes_an_av_map(ckpt, images, tmp_path):
     out = tmp_path / "out"
     argv = ["--ckpt_path", str(tmp_path / "av.ckpt"), "--input", str(images / "eye_b.jpg")]
     assert predict_main([*argv, "--output", str(out), "--width", "--no_progress"]) == 0
-    colours = _png(out / "eye_b_av.png").reshape(-1, 3)
-    assert {tuple(c) for c in np.unique(colours, axis=0)} <= {(0, 0, 0), (255, 0, 0), (0, 80, 255)}
+    predictor = load_predictor(tmp_path / "av.ckpt", device="cpu")
+    assert predictor.is_av
+    image = read_image(images / "eye_b.jpg")
+    fov = derive_fov(image)
+    probs = predictor(image, fov)
+    mask = _png(out / "eye_b_mask.png") > 0
+    classes = np.where(mask, probs[1:].argmax(0) + 1, 0)
+    expected = np.zeros((*mask.shape, 3), np.uint8)
+    expected[classes == ARTERY], expected[classes == VEIN] = (255, 0, 0), (0, 80, 255)
+    np.testing.assert_array_equal(_png(out / "eye_b_av.png"), expected)
     (row,) = _read_csv(out / "predictions.csv")
-    density = float(row["vessel_density"])
-    assert float(row["artery_density"]) + float(row["vein_density"]) == pytest.approx(
-        density, abs=2e-4
+    assert float(row["artery_density"]) == pytest.approx(
+        (classes == ARTERY).sum() / fov.sum(), abs=1e-5
     )
 
 

@@ -46,15 +46,26 @@ def test_drive_vessel_fraction_and_second_observer(drive):
     assert abs(f1 - 0.789) < 0.005  # 0.7891 (REFERENCE.md)
 
 
+#: Issue 15 item 17: per image, derived FOV minus official (ring) and IoU. Measured on the 40
+#: images: threshold alone (before) ring up to 3,770 px (01_test), 11 images above 50; with
+#: the edge rule ring at most 79 px (01_test), IoU at least 0.9852 (official pixels missed:
+#: the masks' outermost transitional pixel, <= 3,363 per image, <= 4.1 px deep).
+MAX_RING_PX, MIN_FOV_IOU, MAX_MISSED_PX = 100, 0.985, 3500
+
+
 @needs("DRIVE")
-def test_drive_derived_fov_agrees_with_the_published_masks(drive):
+def test_drive_derived_fov_has_no_ring_outside_the_published_masks(drive):
     from retina_lightning.data.fov import derive_fov
 
-    ious = []
-    for s in drive["test"][:5]:
-        derived = derive_fov(s.image)
-        ious.append((derived & s.fov).sum() / (derived | s.fov).sum())
-    assert min(ious) > 0.98
+    ring, missed, iou = {}, {}, {}
+    for s in drive["training"] + drive["test"]:
+        derived, official = derive_fov(s.image), s.fov.astype(bool)
+        ring[s.name] = int((derived & ~official).sum())
+        missed[s.name] = int((official & ~derived).sum())
+        iou[s.name] = (derived & official).sum() / (derived | official).sum()
+    assert max(ring.values()) <= MAX_RING_PX, sorted(ring.items(), key=lambda kv: -kv[1])[:5]
+    assert max(missed.values()) <= MAX_MISSED_PX, max(missed.items(), key=lambda kv: kv[1])
+    assert min(iou.values()) >= MIN_FOV_IOU, min(iou.items(), key=lambda kv: kv[1])
 
 
 @needs("RAVIR")

@@ -13,11 +13,39 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from retina_lightning.types import Sample
 
 
 class DatasetError(ValueError):
     """A dataset folder or file does not match what its layout promises."""
+
+
+def require_int(value: object, key: str, minimum: int, what: str = "") -> int:
+    """``value`` as an int, or a ValueError naming ``key``, the value and the valid range
+    (issue 15 item 4: ``batch_size: -4`` used to train with a random number of patches)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        ok = False
+    else:
+        ok = value >= minimum
+    if not ok:
+        hint = f" ({what})" if what else ""
+        raise ValueError(f"{key} must be an integer >= {minimum}{hint}, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def require_fraction(value: object, key: str, what: str = "") -> float:
+    """``value`` as a float in [0, 1], or a ValueError naming ``key``, the value and the
+    range."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        ok = False
+    else:
+        ok = 0.0 <= float(value) <= 1.0  # NaN fails too
+    if not ok:
+        hint = f" ({what})" if what else ""
+        raise ValueError(f"{key} must be a number in [0, 1]{hint}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 class RetinaDataset(ABC):
@@ -29,6 +57,8 @@ class RetinaDataset(ABC):
 
     #: physical pixel size in microns, when known (RAVIR: 12.5).
     pixel_size_um: float | None = None
+    #: whether the samples carry artery/vein maps (``Sample.av``: RITE, RAVIR, synthetic).
+    has_av: bool = False
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else None
@@ -123,5 +153,34 @@ class OfficialSplit(Split):
         self.seed = seed
 
     def __call__(self, dataset: RetinaDataset) -> SplitSamples:
+        self._check_subsets(dataset)
         train, val = hold_out(dataset.load(self.train_subset), self.val_fraction, self.seed)
         return SplitSamples(train=train, val=val, test=dataset.load(self.test_subset))
+
+    def _check_subsets(self, dataset: RetinaDataset) -> None:
+        """Say what to set when the dataset lacks a named subset (issue 15 item 15: a flat
+        FolderDataset, whose only subset is ``all``, failed with "unknown subset 'train'")."""
+        subsets = tuple(dataset.subsets())
+        for key, subset in (("train_subset", self.train_subset), ("test_subset", self.test_subset)):
+            if subset in subsets:
+                continue
+            if len(subsets) == 1:
+                pool = subsets[0]
+                fix = (
+                    f"{dataset.name} has one pool of images, {pool!r} (a flat folder), and no "
+                    "train / test subsets: choose a split protocol that divides it, e.g. 5-fold "
+                    "cross-validation: --data.init_args.split=retina_lightning.data.KFoldSplit "
+                    "--data.init_args.split.init_args.num_folds=5 "
+                    "--data.init_args.split.init_args.fold=0 "
+                    f"--data.init_args.split.init_args.subset={pool} "
+                    "--data.init_args.split.init_args.val_fraction=0.2 (or in the config: "
+                    "split: {class_path: retina_lightning.data.KFoldSplit, init_args: "
+                    f"{{num_folds: 5, fold: 0, subset: {pool}, val_fraction: 0.2}}}}); "
+                    "FirstNSplit (n_train: N) trains on the first N images instead"
+                )
+            else:
+                fix = f"set data.init_args.split.init_args.{key} to one of {list(subsets)}"
+            raise DatasetError(
+                f"OfficialSplit: {dataset.name} has no subset {subset!r} ({key}); its subsets "
+                f"are {list(subsets)}. {fix}"
+            )

@@ -1,6 +1,7 @@
 """``retina data check``: read a whole dataset and report what is there and what is wrong.
 
-For every subset: the number of images, their distinct sizes and channel counts, the vessel
+For every subset: the number of images, their distinct sizes, channel counts and bit depths
+(inferred from 16-bit data, ``io.bit_depth``: a 12-bit camera image reads as 12), the vessel
 (foreground) fraction inside the FOV (per image mean / min / max and pooled; DRIVE's test set:
 0.1273 pooled, REFERENCE.md), where the FOV masks come from (published or derived), whether a
 second observer and artery/vein maps are present, and every problem found. File-level errors
@@ -31,6 +32,7 @@ class SubsetReport:
     fractions: list[float] = field(default_factory=list)
     pooled_fraction: float | None = None
     fov_sources: dict[str, int] = field(default_factory=dict)
+    bit_depths: dict[int, int] = field(default_factory=dict)
     second_observer: int = 0
     av: int = 0
     unlabelled: int = 0
@@ -86,6 +88,9 @@ def _account(report: SubsetReport, sample: Sample, totals: list[int]) -> None:
     report.sizes[(h, w)] = report.sizes.get((h, w), 0) + 1
     c = int(sample.image.shape[2]) if sample.image.ndim == 3 else 1
     report.channels[c] = report.channels.get(c, 0) + 1
+    bits = sample.meta.get("bit_depth")
+    if bits is not None:
+        report.bit_depths[int(bits)] = report.bit_depths.get(int(bits), 0) + 1
     source = str(sample.meta.get("fov_source", "unknown"))
     report.fov_sources[source] = report.fov_sources.get(source, 0) + 1
     report.second_observer += sample.second_observer is not None
@@ -146,6 +151,12 @@ def check_dataset(dataset: RetinaDataset) -> DataReport:
                 _account(sub, sample, totals)
         if totals[1]:
             sub.pooled_fraction = totals[0] / totals[1]
+        if len(sub.bit_depths) > 1:
+            sub.notes.append(
+                f"images of different bit depths ({_counts(sub.bit_depths)}): each is scaled "
+                "to 8 bits by its own 2**bits - 1 (inferred from its maximum value); if they "
+                "come from one camera, convert them to one depth"
+            )
     return report
 
 
@@ -162,6 +173,8 @@ def format_report(report: DataReport) -> str:
         if sub.count:
             lines.append(f"    size (HxW):   {_counts(sub.sizes, lambda s: f'{s[0]}x{s[1]}')}")
             lines.append(f"    channels:     {_counts(sub.channels)}")
+            if sub.bit_depths:
+                lines.append(f"    bit depth:    {_counts(sub.bit_depths)}")
             stats = sub.fraction_stats
             if stats is not None:
                 lines.append(

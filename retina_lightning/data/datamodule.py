@@ -26,6 +26,8 @@ from retina_lightning.data.base import (
     RetinaDataset,
     Split,
     SplitSamples,
+    require_fraction,
+    require_int,
 )
 from retina_lightning.data.sampler import PatchSampler, step_seed
 from retina_lightning.data.transforms import Augment, Preprocess, build_augmentation
@@ -169,18 +171,25 @@ class RetinaDataModule(LightningDataModule):
         self.target = target
         self.preprocess = preprocess if preprocess is not None else Preprocess()
         self.augment = augment if augment is not None else Augment()
-        self.patch_size = patch_size
-        self.batch_size = batch_size
-        self.steps_per_epoch = steps_per_epoch
-        self.vessel_fraction = vessel_fraction
+        key = "RetinaDataModule: data.init_args."
+        self.patch_size = require_int(patch_size, key + "patch_size", 1, "training patch side")
+        self.batch_size = require_int(batch_size, key + "batch_size", 1, "patches per step")
+        self.steps_per_epoch = require_int(
+            steps_per_epoch, key + "steps_per_epoch", 1, "training steps per epoch"
+        )
+        self.vessel_fraction = require_fraction(
+            vessel_fraction, key + "vessel_fraction", "share of patches centred on vessels"
+        )
         if train_region not in ("fov", "image"):
             raise ValueError(
                 f"train_region must be 'fov' or 'image', got {train_region!r}: set "
                 "data.init_args.train_region: fov (or image, 004's unmasked training)"
             )
         self.train_region = train_region
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
+        self.eval_batch_size = require_int(
+            eval_batch_size, key + "eval_batch_size", 1, "whole images per evaluation batch"
+        )
+        self.num_workers = require_int(num_workers, key + "num_workers", 0, "DataLoader workers")
         self.seed = seed
         self.samples: SplitSamples | None = None
         self._augmentation = build_augmentation(self.augment, self.preprocess.out_channels)

@@ -11,9 +11,10 @@ data checker (``check.py``) also uses to report all bad files at once:
   size than its image, non-binary label -> :class:`DatasetError` naming the file).
 
 ``load`` raises on the first problem; nothing is skipped silently. ``Sample.meta`` holds the
-file paths, the subset and ``fov_source``: ``"published"`` (the dataset's own FOV masks),
-``"derived"`` (:func:`~retina_lightning.data.fov.derive_fov`, IterNet 003 sec. 4.1), ``"drive"``
-(RITE with DRIVE's masks) or ``"none"`` (the whole frame, RAVIR).
+file paths, the subset, ``bit_depth`` (of the image file, ``io.bit_depth``) and
+``fov_source``: ``"published"`` (the dataset's own FOV masks), ``"derived"``
+(:func:`~retina_lightning.data.fov.derive_fov`, IterNet 003 sec. 4.1), ``"drive"`` (RITE with
+DRIVE's masks) or ``"none"`` (the whole frame, RAVIR).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from retina_lightning.data.base import DatasetError, RetinaDataset
 from retina_lightning.data.fov import derive_fov
 from retina_lightning.data.io import (
-    read_image,
+    read_image_bits,
     read_label_levels,
     read_mask,
     read_rgb,
@@ -49,6 +50,8 @@ __all__ = [
     "FolderDataset",
     "IDRiDOpticDisc",
     "Scan",
+    "build_dataset",
+    "dataset_node",
     "rite_av_classes",
 ]
 
@@ -202,7 +205,7 @@ class FileDataset(RetinaDataset):
         fov_source: str | None = None,
     ) -> Sample:
         """Read image + binary label (+ FOV mask file, + second observer) of ``entry``."""
-        image = read_image(entry.image)
+        image, bits = read_image_bits(entry.image)
         shape = (image.shape[0], image.shape[1])
         label = read_mask(entry.label) if entry.label is not None else None
         second = read_mask(entry.second_observer) if entry.second_observer else None
@@ -221,6 +224,7 @@ class FileDataset(RetinaDataset):
         else:
             fov = np.ones(shape, dtype=bool)
         meta = self._meta(entry, fov_source or _FOV_SOURCE[fov_from])
+        meta["bit_depth"] = bits
         if label is None:
             label = np.zeros(shape, dtype=np.uint8)
             meta["unlabelled"] = True
@@ -586,6 +590,7 @@ class RITE(FileDataset):
         drive_root: a DRIVE root (see :class:`DRIVE`) whose FOV masks to use.
     """
 
+    has_av = True
     layout: ClassVar[str] = (
         "  root/AV_groundTruth/{training,test}/images/21_training.tif\n"
         "  root/AV_groundTruth/{training,test}/av/21_training.png\n"
@@ -708,6 +713,7 @@ class RAVIR(FileDataset):
 
     pixel_size_um = 12.5
     LEVELS: ClassVar[dict[int, int]] = {0: BACKGROUND, 128: ARTERY, 255: VEIN}
+    has_av = True
     layout: ClassVar[str] = (
         "  root/train/training_images/IR_Case_011.png\n"
         "  root/train/training_masks/IR_Case_011.png\n"
@@ -761,10 +767,10 @@ class RAVIR(FileDataset):
         return scan
 
     def read(self, entry: Entry) -> Sample:
-        image = read_image(entry.image)
+        image, bits = read_image_bits(entry.image)
         shape = (image.shape[0], image.shape[1])
         meta = self._meta(entry, "none")
-        meta["target"] = self.target
+        meta.update(target=self.target, bit_depth=bits)
         if entry.av is None:
             av, label = None, np.zeros(shape, dtype=np.uint8)
             meta["unlabelled"] = True
@@ -962,6 +968,87 @@ class FolderDataset(FileDataset):
         if entry.fov is not None:
             return self._binary_sample(entry, fov_from="file")
         return self._binary_sample(entry, fov_from="derive" if self.derive else "none")
+
+
+def _import_class(path: str) -> type:
+    """``retina_lightning.data.STARE`` (or a bare class name of :data:`DATASETS`) -> class."""
+    import importlib
+
+    by_name = {cls.__name__: cls for cls in DATASETS.values()}
+    if "." not in path:
+        if path in by_name:
+            return by_name[path]
+        raise DatasetError(f"unknown dataset class {path!r}; known: {sorted(by_name)}")
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise DatasetError(f"cannot import the dataset class {path!r}: {e}") from e
+
+
+def dataset_node(config: str | Path) -> tuple[type, dict]:
+    """The dataset (class, init_args) of a config file: ``data.init_args.dataset`` of a
+    ``retina`` config, ``init_args.dataset`` of a data config, or a ``class_path`` /
+    ``init_args`` dataset node on its own."""
+    import yaml
+
+    path = Path(config)
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise DatasetError(f"--config {str(path)!r}: cannot read it: {e}") from e
+    node = cfg if isinstance(cfg, dict) else {}
+    if isinstance(node.get("data"), dict):
+        node = node["data"]
+    if isinstance(node.get("init_args"), dict) and isinstance(
+        node["init_args"].get("dataset"), dict
+    ):
+        node = node["init_args"]["dataset"]
+    elif isinstance(node.get("dataset"), dict):
+        node = node["dataset"]
+    if not isinstance(node.get("class_path"), str):
+        raise DatasetError(
+            f"--config {str(path)!r} holds no dataset: expected data.init_args.dataset (a "
+            "retina config) or a class_path / init_args node, e.g. class_path: "
+            "retina_lightning.data.STARE, init_args: {root: data/STARE, labels: vk}"
+        )
+    return _import_class(node["class_path"]), dict(node.get("init_args") or {})
+
+
+def build_dataset(
+    name: str | None = None,
+    root: str | Path | None = None,
+    config: str | Path | None = None,
+    options: dict | None = None,
+) -> RetinaDataset:
+    """The dataset of ``retina data check|widths``: a registered ``name`` or the dataset node
+    of a ``config`` file, with ``options`` (init_args, e.g. STARE's ``labels: vk``; issue 15
+    item 16) and ``root`` on top."""
+    import inspect
+
+    if config is not None:
+        cls, kwargs = dataset_node(config)
+    elif name is not None:
+        cls, kwargs = DATASETS[name], {}
+    else:
+        raise DatasetError("name a dataset (--dataset) or a config file (--config)")
+    kwargs.update(options or {})
+    if root is not None:
+        kwargs["root"] = root
+    signature = inspect.signature(cls.__init__).parameters
+    params = [name for name in signature if name != "self"]
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.values())
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown and not open_ended:
+        raise DatasetError(
+            f"{cls.__name__} has no option {unknown[0]!r}; its options: {', '.join(params)}"
+        )
+    try:
+        return cls(**kwargs)
+    except DatasetError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise DatasetError(f"{cls.__name__}({kwargs}): {e}") from e
 
 
 #: Dataset readers by the lower-case name used in configs and ``retina data check``.

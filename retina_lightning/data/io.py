@@ -5,7 +5,8 @@ them palette GIFs), STARE gzip-compressed ``.ppm.gz``, CHASE_DB1 ``.jpg`` with `
 HRF ``.JPG``/``.tif``, RAVIR 8-bit grey ``.png``. The functions here read all of them with PIL
 (and :mod:`gzip`) and return plain numpy arrays in one convention:
 
-* :func:`read_image` -> ``(H, W, 3)`` (colour) or ``(H, W, 1)`` (grey / infrared) ``uint8``;
+* :func:`read_image` -> ``(H, W, 3)`` (colour) or ``(H, W, 1)`` (grey / infrared) ``uint8``
+  (:func:`read_image_bits` also returns the bit depth the data was scaled from);
 * :func:`read_mask` -> ``(H, W)`` ``uint8`` 0/1, binarised robustly, rejecting maps that are
   not plausibly binary;
 * :func:`read_label_levels` -> ``(H, W)`` ``uint8`` class map from grey levels (RAVIR's
@@ -39,6 +40,10 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".gif", ".png", ".jpg", ".jpeg", ".ppm", ".pg
 #: (RAVIR's 0/128/255 masks: 3.5 % to 7.4 % at 128).
 MAX_AMBIGUOUS_FRACTION = 0.01
 
+#: Bit depths of integer image data: cameras write 10, 12 or 14 significant bits into 16-bit
+#: files. See :func:`bit_depth`.
+IMAGE_BIT_DEPTHS = (8, 10, 12, 14, 16)
+
 
 def split_suffix(path: str | Path) -> tuple[str, str]:
     """``"im0001.ah.ppm.gz"`` -> ``("im0001.ah", ".ppm.gz")``: the stem without the image
@@ -57,6 +62,23 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).is_file() and split_suffix(path)[1] != ""
 
 
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, UnidentifiedImageError)
+
+
+def _unreadable(path: Path, e: Exception) -> DatasetError:
+    return DatasetError(
+        f"cannot read {str(path)!r}: {type(e).__name__}: {e}. The file is truncated, "
+        "corrupt or not an image: re-download or re-extract it"
+    )
+
+
+def _read_bytes(path: Path) -> bytes:
+    # the whole file first, so that no file handle stays open (multi-frame GIF / TIFF)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        return fh.read()
+
+
 def _open(path: str | Path) -> Image.Image:
     """Open and fully decode ``path`` (first frame of a multi-frame file)."""
     path = Path(path)
@@ -65,40 +87,76 @@ def _open(path: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            # read the bytes first so that no file handle stays open (multi-frame GIF / TIFF)
-            opener = gzip.open if path.name.lower().endswith(".gz") else open
-            with opener(path, "rb") as fh:
-                data = fh.read()
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(_read_bytes(path)))
             image.seek(0)
             image.load()
         # PIL's TIFF reader only warns about a short read; a partial image is no image.
         for w in caught:
             if "truncated" in str(w.message).lower():
                 raise OSError(str(w.message))
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, UnidentifiedImageError) as e:
-        raise DatasetError(
-            f"cannot read {str(path)!r}: {type(e).__name__}: {e}. The file is truncated, "
-            "corrupt or not an image: re-download or re-extract it"
-        ) from e
+    except _DECODE_ERRORS as e:
+        raise _unreadable(path, e) from e
     return image
 
 
-def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
-    """Scale an integer or float image to uint8 by its bit depth (never by its content, so
-    that all images of a dataset keep the same intensity scale)."""
+def _tiff_bits_per_sample(image: Image.Image) -> int:
+    """Bits per sample a TIFF stores (0 for other formats)."""
+    tags = getattr(image, "tag_v2", None)
+    value = tags.get(258) if tags is not None else None  # BitsPerSample
+    if value is None:
+        return 0
+    return int(max(value)) if isinstance(value, tuple | list) else int(value)
+
+
+def _read_wide_colour_tiff(path: Path) -> np.ndarray:
+    """A colour TIFF of more than 8 bits per sample, which PIL cuts to its high byte (a
+    12-bit image to 16 levels): read with tifffile (a scikit-image dependency)."""
+    import tifffile
+
+    try:
+        array = tifffile.imread(io.BytesIO(_read_bytes(path)), key=0)
+    except Exception as e:  # noqa: BLE001 - tifffile raises its own exception types
+        raise _unreadable(path, e) from e
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar configuration: (C, H, W)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise DatasetError(f"{str(path)!r}: colour TIFF of shape {array.shape} not understood")
+    return array[..., :3]
+
+
+def bit_depth(array: np.ndarray) -> int:
+    """The bit depth of integer image data: 8 for uint8, otherwise the smallest of
+    :data:`IMAGE_BIT_DEPTHS` whose full scale ``2**bits - 1`` holds the maximum (issue 15
+    item 5: a 12-bit camera image in a 16-bit TIFF has maximum <= 4095 and is 12-bit data).
+
+    The rule reads the depth from the content: a 16-bit image darker than 2**14 everywhere
+    would read as 14-bit. ``retina data check`` reports the depths per subset and flags a
+    subset whose images differ, which such an image would show."""
+    if array.dtype in (np.uint8, bool):
+        return 8
+    maximum = int(array.max()) if array.size else 0
+    for bits in IMAGE_BIT_DEPTHS:
+        if maximum <= 2**bits - 1:
+            return bits
+    raise ValueError(f"maximum {maximum} exceeds 16 bits")
+
+
+def _to_uint8(array: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+    """Scale an integer or float image to uint8 by its bit depth (:func:`bit_depth`):
+    ``(uint8 array, bits)``; float data in [0, 1] reports its float width."""
     if array.dtype == np.uint8:
-        return array
+        return array, 8
     if array.dtype == bool:
-        return array.astype(np.uint8) * 255
+        return array.astype(np.uint8) * 255, 8
     if np.issubdtype(array.dtype, np.integer):
         if array.min() < 0 or array.max() > 65535:
             raise DatasetError(
                 f"{str(path)!r}: integer image with values in [{array.min()}, {array.max()}]; "
                 "expected 8-bit or 16-bit unsigned data"
             )
-        # 16-bit data: 65535 -> 255 (divide by 257, rounded).
-        return ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        bits = bit_depth(array)
+        top = 2**bits - 1  # 4095 -> 255 for 12-bit data, 65535 -> 255 for 16-bit (rounded)
+        return ((array.astype(np.uint32) * 255 + top // 2) // top).astype(np.uint8), bits
     if np.issubdtype(array.dtype, np.floating):
         lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
         if lo < 0.0 or hi > 1.0:
@@ -106,28 +164,36 @@ def _to_uint8(array: np.ndarray, path: Path) -> np.ndarray:
                 f"{str(path)!r}: floating-point image with values in [{lo:g}, {hi:g}]; expected "
                 "[0, 1]: convert it to 8-bit"
             )
-        return np.round(np.nan_to_num(array) * 255.0).astype(np.uint8)
+        return np.round(np.nan_to_num(array) * 255.0).astype(np.uint8), array.dtype.itemsize * 8
     raise DatasetError(f"{str(path)!r}: unsupported pixel type {array.dtype}")
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read a fundus image as ``(H, W, 3)`` RGB or ``(H, W, 1)`` grey ``uint8``.
 
-    Palette images are expanded through their palette, alpha is dropped, 16-bit data is scaled
-    to 8 bits (``v * 255 / 65535``), ``.gz`` files are decompressed first.
+    Palette images are expanded through their palette, alpha is dropped, integer data of more
+    than 8 bits is scaled to 8 bits by its bit depth (``v * 255 / (2**bits - 1)``, bits from
+    :func:`bit_depth`: 10, 12, 14 or 16), ``.gz`` files are decompressed first.
     """
+    return read_image_bits(path)[0]
+
+
+def read_image_bits(path: str | Path) -> tuple[np.ndarray, int]:
+    """:func:`read_image` and the bit depth the data was scaled from (8 for 8-bit files)."""
     path = Path(path)
     image = _open(path)
     mode = image.mode
     if mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         if mode in ("1", "LA"):
             image = image.convert("L")
-        array = _to_uint8(np.asarray(image), path)
-        return array[..., None]
+        array, bits = _to_uint8(np.asarray(image), path)
+        return array[..., None], bits
     if mode == "P":
         rgb = np.asarray(image.convert("RGB"))
         grey = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
-        return rgb[..., :1].copy() if grey else rgb
+        return (rgb[..., :1].copy() if grey else rgb), 8
+    if mode in ("RGB", "RGBA", "RGBX") and _tiff_bits_per_sample(image) > 8:
+        return _to_uint8(_read_wide_colour_tiff(path), path)
     if mode != "RGB":
         image = image.convert("RGB")
     return _to_uint8(np.asarray(image), path)

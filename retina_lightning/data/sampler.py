@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from retina_lightning.data.base import require_fraction, require_int
+
 
 def step_seed(seed: int, rank: int, epoch: int, step: int) -> int:
     """A well-mixed 63-bit seed from the four integers (splitmix64 finaliser)."""
@@ -46,9 +48,8 @@ class PatchSampler:
         window: int,
         vessel_fraction: float = 0.0,
     ) -> None:
-        if not 0.0 <= vessel_fraction <= 1.0:
-            raise ValueError(f"vessel_fraction must be in [0, 1], got {vessel_fraction}")
-        self.window = window
+        self.window = window = require_int(window, "PatchSampler: window", 1)
+        vessel_fraction = require_fraction(vessel_fraction, "PatchSampler: vessel_fraction")
         self.margin = window // 2 + 1
         self.vessel_fraction = vessel_fraction
         pad = (self.margin, self.margin, self.margin, self.margin)
@@ -106,6 +107,7 @@ class PatchSampler:
 
     def sample(self, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Draw and cut ``n`` patches: (image, label, fov, source image index)."""
+        require_int(n, "PatchSampler.sample: n (patches per step, the batch size)", 1)
         gen = torch.Generator()  # CPU: CUDA's Philox would give other numbers for one seed
         gen.manual_seed(seed)
         idx, y, x = self.centres(n, gen)

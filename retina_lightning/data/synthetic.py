@@ -616,6 +616,7 @@ class SyntheticFundus(RetinaDataset):
     """
 
     _SUBSETS = ("training", "test")
+    has_av = True
 
     def __init__(
         self,
