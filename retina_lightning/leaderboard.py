@@ -722,6 +722,15 @@ class CrossDatasetMatrix:
     in_domain: np.ndarray
     f1_key: str = "f1@opt"
     reports: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: ``{(row index, column index): one-line reason}`` of the cells that could not be tested
+    missing: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    def missing_lines(self) -> list[str]:
+        """One line per missing cell: ``train x test: reason``."""
+        return [
+            f"{self.train[i]} x {self.test[j]}: {reason}"
+            for (i, j), reason in sorted(self.missing.items())
+        ]
 
     def _table(self, title: str, values: np.ndarray) -> list[str]:
         lines = [f"{title} (rows: trained on, columns: tested on; * = in-domain)", ""]
@@ -729,7 +738,9 @@ class CrossDatasetMatrix:
         lines.append("|---|" + "---|" * len(self.test))
         for i, name in enumerate(self.train):
             cells = [
-                f"{values[i, j]:.4f}{'*' if self.in_domain[i, j] else ''}"
+                "missing"
+                if (i, j) in self.missing
+                else f"{values[i, j]:.4f}{'*' if self.in_domain[i, j] else ''}"
                 for j in range(len(self.test))
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -737,12 +748,14 @@ class CrossDatasetMatrix:
 
     def to_markdown(self) -> str:
         lines = self._table("AUROC", self.auroc) + [""] + self._table(self.f1_key, self.f1)
+        if self.missing:
+            lines += ["", "Missing cells:", *(f"- {line}" for line in self.missing_lines())]
         return "\n".join(lines) + "\n"
 
     def to_csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["train", "test", "in_domain", "auroc", self.f1_key])
+        w.writerow(["train", "test", "in_domain", "auroc", self.f1_key, "missing"])
         for i, tr in enumerate(self.train):
             for j, te in enumerate(self.test):
                 w.writerow(
@@ -752,6 +765,7 @@ class CrossDatasetMatrix:
                         bool(self.in_domain[i, j]),
                         repr(float(self.auroc[i, j])),
                         repr(float(self.f1[i, j])),
+                        self.missing.get((i, j), ""),
                     ]
                 )
         return buf.getvalue()
@@ -817,17 +831,29 @@ def cross_dataset_matrix(
     from lightning import Trainer
 
     from retina_lightning.data import RetinaDataModule
+    from retina_lightning.data.base import DatasetError
     from retina_lightning.tasks import SegmentationTask
 
-    targets = {
-        name: spec if isinstance(spec, RetinaDataModule) else datamodule_from_config(spec)
-        for name, spec in datasets.items()
-    }
-    train, test = list(checkpoints), list(targets)
+    train, test = list(checkpoints), list(datasets)
+    # a column whose data cannot be read is reported missing (issue 15, item 8): the other
+    # cells are still tested and the matrix still printed
+    targets: dict[str, Any] = {}
+    broken: dict[str, str] = {}
+    for name, spec in datasets.items():
+        try:
+            dm = spec if isinstance(spec, RetinaDataModule) else datamodule_from_config(spec)
+            dm.setup("test")
+            targets[name] = dm
+        except (DatasetError, LeaderboardError, OSError) as err:
+            where = f"{spec}: " if isinstance(spec, (str, Path)) else ""
+            broken[name] = where + " ".join(str(err).split())
     auroc = np.full((len(train), len(test)), np.nan)
     f1 = np.full_like(auroc, np.nan)
     in_domain = np.zeros(auroc.shape, dtype=bool)
     reports: dict[tuple[str, str], dict[str, Any]] = {}
+    missing = {
+        (i, test.index(col)): reason for i in range(len(train)) for col, reason in broken.items()
+    }
     scratch = tempfile.TemporaryDirectory() if results_dir is None else None
     out_root = Path(results_dir) if results_dir is not None else Path(scratch.name)  # type: ignore[union-attr]
     try:
@@ -845,7 +871,10 @@ def cross_dataset_matrix(
                     "each test set's own preprocessing is used",
                     stacklevel=2,
                 )
-            for j, (col, target) in enumerate(targets.items()):
+            for j, col in enumerate(test):
+                if col in broken:
+                    continue
+                target = targets[col]
                 task = SegmentationTask.load_from_checkpoint(ckpt, map_location="cpu")
                 task.connectivity = connectivity
                 if hasattr(task, "figures"):
@@ -883,7 +912,7 @@ def cross_dataset_matrix(
     finally:
         if scratch is not None:
             scratch.cleanup()
-    return CrossDatasetMatrix(train, test, auroc, f1, in_domain, f1_key, reports)
+    return CrossDatasetMatrix(train, test, auroc, f1, in_domain, f1_key, reports, missing)
 
 
 # ------------------------------------------------------------------------------------- CLI
@@ -912,7 +941,7 @@ def _checkpoint_label(path: Path) -> str:
 
 
 def _cross_main(argv: list[str]) -> int:
-    from retina_lightning.cli import experiment_name
+    from retina_lightning.runs import experiment_name
 
     parser = argparse.ArgumentParser(
         prog="retina leaderboard cross",
@@ -953,7 +982,9 @@ def _cross_main(argv: list[str]) -> int:
             }
             matrix.train = rows
     _write(matrix.to_markdown() if ns.format == "md" else matrix.to_csv(), ns.output)
-    return 0
+    for line in matrix.missing_lines():
+        print(f"retina leaderboard cross: missing {line}", file=sys.stderr)
+    return 1 if matrix.missing else 0
 
 
 def leaderboard_main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 #: the folder holding DRIVE/, RAVIR/, RITE/ ... (CI: ../shared/data); absent for most users.
 DATA_ROOT = Path(os.environ.get("RETINA_DATA_ROOT", "/nonexistent")).expanduser()
@@ -55,3 +56,18 @@ def patch_stack(n: int = 3, h: int = 40, w: int = 50, vessel_share: float = 0.1)
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     fov = ((yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.5) ** 2).expand(n, h, w)
     return images, labels, fov.clone()
+
+
+class InputLogits(torch.nn.Module):
+    """A fixed 'network' whose logits are the input's first ``num_classes`` channels, so a test
+    knows the probabilities it scores."""
+
+    required_multiple = 1
+
+    def __init__(self, num_classes: int = 1) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # an optimizer needs one parameter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, : self.num_classes] + 0.0 * self.unused

@@ -58,7 +58,7 @@ make_fixtures = _import_fixtures()
 CONFIGS = sorted(
     str(p.relative_to(REPO / "configs"))
     for p in (REPO / "configs").rglob("*.yaml")
-    if p.parent.name != "trainer"
+    if p.parent.name not in ("trainer", "data")  # data/: fragments layered after a method
 )
 DRIVE_SHORT = [c for c in CONFIGS if c.startswith("drive/") and c.endswith("_short.yaml")]
 
@@ -113,6 +113,12 @@ def test_configs_exist():
         "chase_db1/unet_20_8.yaml",
         "chase_db1/unet_14_14.yaml",
         "chase_db1/unet_4fold.yaml",
+        # the papers' own CHASE_DB1 protocols with their methods (issue 13)
+        "chase_db1/dpn_20_8.yaml",
+        "chase_db1/dpn_14_14.yaml",
+        "chase_db1/iternet_20_8.yaml",
+        "chase_db1/patch2image_miniunet_4fold.yaml",
+        "chase_db1/patch2image_dense_4fold.yaml",
         "hrf/unet.yaml",
         "rite/unet_av.yaml",
         "ravir/unet_av.yaml",
@@ -503,6 +509,12 @@ SPLIT_SIZES: dict[str, tuple[tuple[int, int, int], list[int] | None]] = {
     "chase_db1/unet_20_8.yaml": ((16, 4, 8), list(range(20, 28))),
     "chase_db1/unet_14_14.yaml": ((11, 3, 14), list(range(14, 28))),
     "chase_db1/unet_4fold.yaml": ((17, 4, 7), list(range(7))),
+    # 002 / 003 hold no CHASE_DB1 image out either; 004 holds 20 % out of each fold
+    "chase_db1/dpn_20_8.yaml": ((20, 0, 8), list(range(20, 28))),
+    "chase_db1/dpn_14_14.yaml": ((14, 0, 14), list(range(14, 28))),
+    "chase_db1/iternet_20_8.yaml": ((20, 0, 8), list(range(20, 28))),
+    "chase_db1/patch2image_miniunet_4fold.yaml": ((17, 4, 7), list(range(7))),
+    "chase_db1/patch2image_dense_4fold.yaml": ((17, 4, 7), list(range(7))),
     "hrf/unet.yaml": ((12, 3, 30), list(range(15, 45))),
     "rite/unet_av.yaml": ((16, 4, 20), None),
     "ravir/unet_av.yaml": ((14, 4, 5), list(range(5))),
@@ -573,6 +585,7 @@ EPOCHS: dict[str, tuple[int, str]] = {
             "chase_db1/unet_20_8.yaml",
             "chase_db1/unet_14_14.yaml",
             "chase_db1/unet_4fold.yaml",
+            "chase_db1/iternet_20_8.yaml",
             "hrf/unet.yaml",
             "rite/unet_av.yaml",
         )
@@ -586,6 +599,12 @@ EPOCHS: dict[str, tuple[int, str]] = {
     "drive/patch2image_light.yaml": (37 * 36, "train"),
     "drive/patch2image_miniunet.yaml": (37 * 36, "train"),
     "drive/patch2image_dense.yaml": (37 * 36, "train"),
+    # the same grid on 004's 460x500 resized CHASE_DB1 images (sec. 6.1): 29 x 32
+    "chase_db1/patch2image_miniunet_4fold.yaml": (29 * 32, "train"),
+    "chase_db1/patch2image_dense_4fold.yaml": (29 * 32, "train"),
+    # 002's offline augmentation: 10 crops per training image (sec. 4.2)
+    "chase_db1/dpn_20_8.yaml": (10, "train"),
+    "chase_db1/dpn_14_14.yaml": (10, "train"),
     "idrid/unet_od.yaml": (20, "train"),
 }
 
@@ -631,6 +650,20 @@ FIXTURES: dict[str, tuple[str, dict[str, Any], tuple[int, int, int], list[str]]]
         ["Image_02L", "Image_02R"],
     ),
     "chase_db1/unet_4fold.yaml": ("chase_db1", {}, (2, 1, 1), ["Image_01L"]),
+    # val_fraction 0: validation runs on the training images
+    "chase_db1/dpn_20_8.yaml": (
+        "chase_db1",
+        {"n_train": 2, "n_test": 2},
+        (2, 2, 2),
+        ["Image_02L", "Image_02R"],
+    ),
+    "chase_db1/iternet_20_8.yaml": (
+        "chase_db1",
+        {"n_train": 2, "n_test": 2},
+        (2, 2, 2),
+        ["Image_02L", "Image_02R"],
+    ),
+    "chase_db1/patch2image_dense_4fold.yaml": ("chase_db1", {}, (2, 1, 1), ["Image_01L"]),
     "hrf/unet.yaml": ("hrf", {"n_train": 2, "n_test": 1}, (1, 1, 1), ["01_h"]),
     "rite/unet_av.yaml": ("rite", {}, (1, 1, 2), ["01_test", "02_test"]),
     "ravir/unet_av.yaml": ("ravir", {"num_folds": 3}, (1, 1, 1), ["IR_Case_011"]),

@@ -1,6 +1,9 @@
-"""Two-process DDP on CPU (gloo): `retina fit` and `retina test` with configs/trainer/ddp.yaml,
-then a single-process `retina test` of the same checkpoint must give the same numbers. Three
-test images on two processes: a sampler that pads with a duplicate would count one twice."""
+"""Two-process DDP on CPU (gloo): `retina fit` and `retina test` with configs/trainer/ddp.yaml
+of a three-class (artery / vein) U-Net, then single-process `retina validate` and `retina test`
+of the same checkpoint must give the same numbers: the validation threshold the DDP fit chose
+and stored, the pooled, per-image, per-class and second-observer test numbers. Three
+validation and three test images on two processes (2 + 1): a sampler that pads with a
+duplicate would count one twice, and counts kept on one rank would miss an image."""
 
 from __future__ import annotations
 
@@ -20,15 +23,15 @@ NUM_TEST = 3  # odd: two ranks cannot split it evenly
 
 TINY = [
     "--config",
-    str(REPO / "configs/synthetic/unet.yaml"),
+    str(REPO / "configs/synthetic/unet_av.yaml"),
     "--trainer.max_epochs=1",
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
-    "--data.init_args.dataset.init_args.num_train=4",
+    "--data.init_args.dataset.init_args.num_train=6",
     f"--data.init_args.dataset.init_args.num_test={NUM_TEST}",
     "--data.init_args.dataset.init_args.height=64",
     "--data.init_args.dataset.init_args.width=64",
-    "--data.init_args.split.init_args.val_fraction=0.5",  # 2 validation images, one per rank
+    "--data.init_args.split.init_args.val_fraction=0.5",  # 3 validation images: 2 + 1
     "--data.init_args.patch_size=32",
     "--data.init_args.batch_size=2",
     "--data.init_args.steps_per_epoch=2",
@@ -68,7 +71,9 @@ def ddp_root(tmp_path_factory) -> Path:
 
 def _run_with_checkpoints(root: Path) -> Path:
     runs = [
-        p for p in (root / "runs" / "synthetic" / "unet").iterdir() if (p / "checkpoints").is_dir()
+        p
+        for p in (root / "runs" / "synthetic" / "unet_av").iterdir()
+        if (p / "checkpoints").is_dir()
     ]
     assert len(runs) == 1, runs
     return runs[0]
@@ -83,9 +88,17 @@ def test_ddp_test_equals_single_process_test(ddp_root: Path, monkeypatch):
     single = json.loads((run / "test-2" / "metrics.json").read_text())
     assert single["num_images"] == NUM_TEST
     assert ddp["num_images"] == NUM_TEST, "an image was evaluated twice (or skipped) under DDP"
-    assert ddp["thresholds"] == single["thresholds"]
     for key in ("auroc", "auprc", "f1@0.5", "f1@opt", "acc@opt"):
         assert ddp["pooled"][key] == pytest.approx(single["pooled"][key], abs=1e-6), key
+    # counts that each rank keeps for its own images and rank 0 reports: gathered, not rank 0's
+    assert set(ddp["per_class"]) == {"vein", "artery"}
+    for name, entry in single["per_class"].items():
+        for key in ("auroc", "se", "sp", "acc", "f1"):
+            assert ddp["per_class"][name][key] == pytest.approx(entry[key], abs=1e-6), (name, key)
+    for key in ("se", "sp", "f1", "acc"):
+        assert ddp["second_observer"][key] == pytest.approx(
+            single["second_observer"][key], abs=1e-9
+        ), key
     with (run / "test" / "per_image.csv").open() as f:
         ddp_rows = list(csv.DictReader(f))
     with (run / "test-2" / "per_image.csv").open() as f:
@@ -97,8 +110,31 @@ def test_ddp_test_equals_single_process_test(ddp_root: Path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_ddp_validation_threshold_equals_single_process(ddp_root: Path, monkeypatch):
+    """The threshold the DDP fit chose on its 3 validation images (2 on rank 0, 1 on rank 1)
+    and stored, against one process validating the same weights afresh."""
+    import torch
+
+    run = _run_with_checkpoints(ddp_root)
+    last = run / "checkpoints" / "last.ckpt"
+    stored = float(
+        torch.load(last, map_location="cpu", weights_only=False)["state_dict"]["threshold"]
+    )
+    monkeypatch.chdir(ddp_root)
+    cli = main(["validate", *TINY, "--ckpt_path", str(last)])
+    assert cli.model.threshold_criterion == "youden" and cli.model.fixed_threshold is None
+    single = float(cli.model.threshold)
+    assert single != pytest.approx(0.5, abs=1e-3)  # chosen, not the default
+    assert stored == pytest.approx(single, abs=1e-6), "DDP pooled other validation pixels"
+    auroc = float(cli.trainer.callback_metrics["val/auroc"])
+    with (run / "metrics.csv").open() as f:
+        logged = [float(r["val/auroc"]) for r in csv.DictReader(f) if r.get("val/auroc")]
+    assert logged and logged[-1] == pytest.approx(auroc, abs=1e-5)
+
+
+@pytest.mark.slow
 def test_ddp_fit_writes_one_run_directory(ddp_root: Path):
     """Every process of one `retina fit` must use rank 0's run directory (the launcher
     re-executes the command line, so each process would otherwise make its own)."""
-    runs = sorted(p.name for p in (ddp_root / "runs" / "synthetic" / "unet").iterdir())
+    runs = sorted(p.name for p in (ddp_root / "runs" / "synthetic" / "unet_av").iterdir())
     assert len(runs) == 1, f"one DDP fit made {len(runs)} run directories: {runs}"

@@ -409,7 +409,7 @@ def _synthetic_config(path: Path, seed: int, **style: float) -> Path:
 
 
 @pytest.mark.slow
-def test_cross_dataset_matrix(tmp_path: Path, monkeypatch):
+def test_cross_dataset_matrix(tmp_path: Path, monkeypatch, capsys):
     from retina_lightning.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -445,6 +445,24 @@ def test_cross_dataset_matrix(tmp_path: Path, monkeypatch):
         report["pooled"]["f1@opt"], abs=1e-7
     )
     assert cells[("synth_a", "synth_a")]["auroc"] != cells[("synth_a", "synth_b")]["auroc"]
+
+    # a config whose dataset root is missing (issue 15, item 8): its cells are reported missing
+    # with the reason, the others still tested, the matrix still printed, and the exit code 1
+    gone = yaml.safe_load((REPO / "configs" / "drive" / "unet.yaml").read_text())
+    gone["data"]["init_args"]["dataset"]["init_args"]["root"] = str(tmp_path / "no_DRIVE")
+    cfg_gone = tmp_path / "configs" / "drive_gone.yaml"
+    cfg_gone.write_text(yaml.safe_dump(gone))
+    capsys.readouterr()
+    code = leaderboard_main(
+        ["cross", "--checkpoints", str(ckpt_a), "--configs", str(cfg_gone), str(cfg_a)]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "| synth_a | missing | " + f"{float(cells[('synth_a', 'synth_a')]['auroc']):.4f}*" in out
+    assert "Missing cells:" in out and "Traceback" not in out + err
+    (line,) = [x for x in err.splitlines() if "missing" in x]
+    assert "synth_a x drive_gone" in line and "drive_gone.yaml" in line
+    assert str(tmp_path / "no_DRIVE") in line and "does not exist" in line
 
 
 def test_cross_dataset_markdown():

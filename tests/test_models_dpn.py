@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from alignment import assert_whole_drive_image_aligned
 
 from retina_lightning.models.dpn import DPN, DPBlock, DPRBlock
 from retina_lightning.types import SegOutput
@@ -146,3 +147,4 @@ def test_whole_drive_image_padded() -> None:
     assert out.main.shape == (1, 1, 584, 568)
     assert [a.shape for a in out.aux] == [(1, 1, 584, 568)] * 3
     assert torch.isfinite(out.main).all()
+    assert_whole_drive_image_aligned(model, 3, padded=(584, 568))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from alignment import assert_whole_drive_image_aligned
 
 from retina_lightning.models.patch2image import DenseNetP2I, LightNet, MiniUNet
 
@@ -134,7 +135,9 @@ def test_rejects_size_not_multiple_of_four() -> None:
 )
 def test_whole_drive_image(factory) -> None:
     """DRIVE 584x565 padded to multiples of 4 -> 584x568 (the paper resizes to 584x568)."""
+    torch.manual_seed(0)
     model = factory().eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 1, 584, 568))
     assert out.shape == (1, 1, 584, 568)
+    assert_whole_drive_image_aligned(model, 1, padded=(584, 568))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from alignment import assert_whole_drive_image_aligned
 
 from retina_lightning.models.r2unet import R2UNet, RecurrentConv, RRCNNBlock
 
@@ -247,7 +248,9 @@ def test_rejects_size_not_multiple_and_bad_args() -> None:
 
 def test_whole_drive_image_padded() -> None:
     """DRIVE 584x565 padded to multiples of 8 -> 584x568."""
+    torch.manual_seed(0)
     model = R2UNet(base_channels=4).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 584, 568))
     assert out.shape == (1, 1, 584, 568)
+    assert_whole_drive_image_aligned(model, 3, padded=(584, 568))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from alignment import assert_whole_drive_image_aligned
 
 from retina_lightning.models.segravir import SegRAVIR
 from retina_lightning.types import SegOutput
@@ -128,11 +129,13 @@ def test_segravir_rejects_bad_inputs() -> None:
 
 def test_segravir_whole_drive_image_padded() -> None:
     """DRIVE 584x565 padded to multiples of 16 -> 592x576."""
+    torch.manual_seed(0)
     model = SegRAVIR(3, 3, base_channels=4).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 592, 576))
     assert out.main.shape == (1, 3, 592, 576)
     assert out.recon is not None and out.recon.shape == (1, 3, 592, 576)
+    assert_whole_drive_image_aligned(model, 3, padded=(592, 576))
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 import segmentation_models_pytorch as smp
 import segmentation_models_pytorch.encoders as smp_encoders
 import torch
+from alignment import assert_whole_drive_image_aligned
 from torch import nn
 
 from retina_lightning.models.smp import SmpModel, drop_unused_modules
@@ -88,10 +89,12 @@ def test_unet_is_translation_equivariant_in_eval() -> None:
 
 def test_unet_whole_drive_image_padded() -> None:
     """DRIVE 584x565 padded to multiples of 16 -> 592x576."""
+    torch.manual_seed(0)
     model = UNet(base_channels=4).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 592, 576))
     assert out.shape == (1, 1, 592, 576)
+    assert_whole_drive_image_aligned(model, 3, padded=(592, 576))
 
 
 # --- SmpModel ----------------------------------------------------------------------------
@@ -200,8 +203,12 @@ def test_smp_rejects_configuration_changing_the_output_size() -> None:
 
 
 def test_smp_whole_drive_image_padded() -> None:
-    """DRIVE 584x565 padded to multiples of 32 -> 608x576."""
+    """A 608x576 pass, and DRIVE 584x565 through the Inferer (multiples of 8 at encoder
+    depth 3 -> 584x568)."""
+    torch.manual_seed(0)
     model = SmpModel(encoder_depth=3, decoder_channels=[16, 8, 4]).eval()
     with torch.no_grad():
         out = model(torch.zeros(1, 3, 608, 576))
     assert out.shape == (1, 1, 608, 576)
+    assert model.required_multiple == 8  # encoder depth 3: the Inferer pads to 584x568
+    assert_whole_drive_image_aligned(model, 3, padded=(584, 568))

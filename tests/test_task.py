@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from lightning import Trainer
+from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_curve
 from torch import nn
 
 from retina_lightning.losses import BCELoss, DeepSupervisionLoss
@@ -14,6 +16,7 @@ from retina_lightning.models import UNet
 from retina_lightning.tasks import SegmentationTask
 from retina_lightning.tasks.segmentation import NonFiniteLossError, format_report
 from retina_lightning.types import SegOutput
+from tests.helpers import InputLogits
 
 
 class TwoHeads(nn.Module):
@@ -134,37 +137,69 @@ def test_short_fit_learns_and_test_writes_results(tiny_datamodule, tmp_path):
     trainer.fit(task, dm)
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.8 * first, (first, last)
-    assert 0.0 < float(task.threshold) < 1.0  # chosen on validation, not left at 0.5 exactly
     task.results_dir = tmp_path / "test"
     trainer.test(task, dm)
     report = json.loads((tmp_path / "test" / "metrics.json").read_text())
     assert report["pooled"]["auroc"] > 0.75  # chance is 0.5
     assert report["num_images"] == 2
-    assert "second_observer" in report  # the synthetic set carries a second annotation
-    assert 0.0 <= report["per_image_mean"]["connectivity"] <= 1.0
+
+    # the threshold is Youden's point of the validation pixels, recomputed here with scikit-learn
+    val_prob, val_label, val_fov = _whole_image_probs(task, dm, dm.val_dataloader())
+    fpr, tpr, cut = roc_curve(val_label[val_fov], val_prob[val_fov])
+    youden = float(np.clip(cut[np.argmax(tpr - fpr)], 0.0, 1.0))
+    assert abs(float(task.threshold) - 0.5) > 0.01, "threshold left at its 0.5 default"
+    assert float(task.threshold) == pytest.approx(youden, abs=1e-5)
+    assert report["thresholds"]["opt"] == pytest.approx(youden, abs=1e-5)
+
+    # the 2nd observer row: the second annotation scored against the first inside the FOV
+    second = np.concatenate([s.second_observer[s.fov > 0].ravel() for s in dm.samples.test])
+    first_obs = np.concatenate([s.label[s.fov > 0].ravel() for s in dm.samples.test])
+    so = report["second_observer"]
+    assert so["se"] == pytest.approx(recall_score(first_obs, second), abs=1e-9)
+    assert so["sp"] == pytest.approx(recall_score(1 - first_obs, 1 - second), abs=1e-9)
+    assert so["f1"] == pytest.approx(f1_score(first_obs, second), abs=1e-9)
+    assert so["acc"] == pytest.approx(accuracy_score(first_obs, second), abs=1e-9)
+    assert 0.5 < so["f1"] < 1.0  # two observers disagree on thin vessels, not everywhere
+
+    # connectivity: IterNet's area of each test image's own probability map (a map scored
+    # against another image's labels, or a wrong threshold sweep, gives another number)
+    from retina_lightning.measure import connectivity_curve
+
+    prob, label, fov = _whole_image_probs(task, dm, dm.test_dataloader(), stack=False)
+    areas = [connectivity_curve(p, t > 0, f)[2] for p, t, f in zip(prob, label, fov)]
+    swapped = [connectivity_curve(p, t > 0, f)[2] for p, t, f in zip(prob, label[::-1], fov)]
+    assert report["per_image_mean"]["connectivity"] == pytest.approx(np.mean(areas), abs=1e-9)
+    assert np.mean(areas) != pytest.approx(np.mean(swapped), abs=1e-3)
+    assert 0.0 < np.mean(areas) < 1.0
     csv = (tmp_path / "test" / "per_image.csv").read_text().splitlines()
     assert len(csv) == 3 and csv[0].startswith("image,auroc,auprc")
     assert "2nd observer" in format_report(report)
 
 
-class FirstChannelLogits(nn.Module):
-    """A fixed 'network': the first input channel is the logit (known probabilities)."""
-
-    required_multiple = 1
-    num_classes = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.unused = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x):
-        return x[:, :1] + 0.0 * self.unused
+def _whole_image_probs(task, dm, loader, stack=True):
+    """Vessel probabilities, labels and FOVs of a loader's whole images (numpy), computed
+    here with the task's model, outside the Trainer."""
+    probs, labels, fovs = [], [], []
+    task.eval()
+    with torch.no_grad():
+        for batch in loader:
+            batch = dm.prepare_whole(batch)
+            probs.append(torch.sigmoid(task.model(batch["image"]))[:, 0].numpy())
+            labels.append(batch["label"].numpy())
+            fovs.append(batch["fov"].numpy())
+    if not stack:
+        return (
+            [a for p in probs for a in p],
+            [a for t in labels for a in t],
+            [a for f in fovs for a in f],
+        )
+    return np.concatenate(probs), np.concatenate(labels), np.concatenate(fovs)
 
 
 def test_unmasked_metrics_score_every_pixel_beside_the_fov_ones(tmp_path):
     """004's protocol (no FOV mask, threshold 0.5) next to the FOV one, both against
     scikit-learn on known probabilities."""
-    from sklearn.metrics import f1_score, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
     g = torch.Generator().manual_seed(1)
     n, side = 3, 24
@@ -190,7 +225,7 @@ def test_unmasked_metrics_score_every_pixel_beside_the_fov_ones(tmp_path):
     ]
     loader = torch.utils.data.DataLoader(items, batch_size=1)
     task = SegmentationTask(
-        FirstChannelLogits(), unmasked_metrics=True, connectivity=False, figures=False
+        InputLogits(1), unmasked_metrics=True, connectivity=False, figures=False
     )
     task.results_dir = tmp_path
     _trainer(tmp_path).test(task, dataloaders=loader)

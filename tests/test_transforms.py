@@ -144,3 +144,33 @@ def test_train_region_image_keeps_fov_statistics(tiny_datamodule):
 def test_train_region_rejects_unknown_values(tiny_datamodule):
     with pytest.raises(ValueError, match="train_region"):
         tiny_datamodule(train_region="disc")
+
+
+def test_gray_601_green_and_gamma_before_clahe_against_scikit_image():
+    """The other channel choices and the gamma-clahe order, value by value (issue 16, item 7)."""
+    rgb = _fundus(3)
+    x = rgb.astype(float) / 255.0
+    gray601 = _condition(Preprocess(channels="gray", luma="601", normalize="none"), rgb)
+    assert np.abs(gray601 - x @ np.array([0.299, 0.587, 0.114])).max() <= 0.5 / 255 + 1e-6
+    green = _condition(Preprocess(channels="green", normalize="none"), rgb)
+    assert np.array_equal(green, rgb[..., 1] / 255.0)
+    pre = Preprocess(
+        channels="green",
+        gamma=0.6,
+        clahe=True,
+        clahe_backend="skimage",
+        clahe_clip=0.02,
+        order="gamma-clahe",
+        normalize="none",
+    )
+    ours = _condition(pre, rgb)
+    h, w = rgb.shape[:2]
+    theirs = exposure.equalize_adapthist(
+        exposure.adjust_gamma(x[..., 1], 0.6), kernel_size=(h // 8, w // 8), clip_limit=0.02
+    )
+    assert np.abs(ours - theirs).max() <= 1.5 / 255
+    # the other order is another image: the order is applied, not ignored
+    swapped = exposure.adjust_gamma(
+        exposure.equalize_adapthist(x[..., 1], kernel_size=(h // 8, w // 8), clip_limit=0.02), 0.6
+    )
+    assert np.abs(ours - swapped).max() > 10 / 255

@@ -53,6 +53,25 @@ def vessel_probability(probs: Tensor) -> Tensor:
     return probs[:, 0] if probs.shape[1] == 1 else 1.0 - probs[:, 0]
 
 
+def rng_states() -> dict[str, Any]:
+    """torch's global random states, CPU and (when initialised) CUDA: what dropout draws from
+    (patches and augmentations have per-step seeds,
+    :func:`~retina_lightning.data.sampler.step_seed`). Tensors only, so a checkpoint holding
+    them still loads with ``weights_only=True``."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore :func:`rng_states`; CUDA states only onto as many devices as were saved."""
+    torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
 class SegmentationTask(LightningModule):
     """Train and evaluate any segmentation model with any loss.
 
@@ -199,6 +218,15 @@ class SegmentationTask(LightningModule):
 
     def on_fit_start(self) -> None:
         self.log_params()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning keeps no random state: without it a fit resumed from this checkpoint draws
+        # other dropout masks than an uninterrupted one (issue 16, item 10).
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
 
     def log_params(self) -> None:
         for logger in self.loggers:
