@@ -807,6 +807,7 @@ def cross_dataset_matrix(
     accelerator: str = "cpu",
     results_dir: str | Path | None = None,
     connectivity: bool = False,
+    fov_diameter: int | str | None = "ckpt",
 ) -> CrossDatasetMatrix:
     """Test every checkpoint on every dataset (DPN's cross-training experiment, 002 section
     4.5.3 / Table 4: a model trained on one dataset applied to another without retraining).
@@ -824,6 +825,9 @@ def cross_dataset_matrix(
         results_dir: also write each test's ``metrics.json`` / ``per_image.csv`` to
             ``<results_dir>/<row>__<col>/``.
         connectivity: compute IterNet's connectivity per image (slow).
+        fov_diameter: the scale every test image is resampled to (issue 13): ``"ckpt"``
+            (default) the checkpoint's own training setting, ``None`` native size, or a
+            diameter in pixels (e.g. 540, DRIVE's, for a model trained on DRIVE without it).
     """
     import tempfile
 
@@ -891,6 +895,11 @@ def cross_dataset_matrix(
                     eval_batch_size=target.eval_batch_size,
                     num_workers=target.num_workers,
                     seed=target.seed,
+                    fov_diameter=(
+                        (source.fov_diameter if source is not None else target.fov_diameter)
+                        if fov_diameter == "ckpt"
+                        else fov_diameter
+                    ),
                 )
                 trainer = Trainer(
                     accelerator=accelerator,
@@ -940,6 +949,16 @@ def _checkpoint_label(path: Path) -> str:
     return path.stem
 
 
+def _fov_diameter_option(text: str) -> int | str | None:
+    if text in ("ckpt", "native"):
+        return None if text == "native" else text
+    if not text.isdigit() or int(text) < 16:
+        raise LeaderboardError(
+            f"--fov_diameter {text!r}: expected 'ckpt', 'native' or a diameter in pixels >= 16"
+        )
+    return int(text)
+
+
 def _cross_main(argv: list[str]) -> int:
     from retina_lightning.runs import experiment_name
 
@@ -956,6 +975,12 @@ def _cross_main(argv: list[str]) -> int:
     parser.add_argument("--format", choices=["md", "csv"], default="md")
     parser.add_argument("--output", help="write the matrices here instead of stdout")
     parser.add_argument("--results_dir", help="keep every test's metrics.json here")
+    parser.add_argument(
+        "--fov_diameter",
+        default="ckpt",
+        help="resample test images so their FOV is this many pixels across: 'ckpt' (default: "
+        "each checkpoint's training setting), 'native', or a number (540 = DRIVE's scale)",
+    )
     ns = parser.parse_args(argv)
     ckpts = [Path(p) for p in ns.checkpoints]
     names = ns.names or [_checkpoint_label(p) for p in ckpts]
@@ -970,6 +995,7 @@ def _cross_main(argv: list[str]) -> int:
         f1_key=ns.f1,
         accelerator=ns.accelerator,
         results_dir=ns.results_dir,
+        fov_diameter=_fov_diameter_option(ns.fov_diameter),
     )
     if not ns.names:  # a checkpoint trained on exactly one of the columns takes its name
         rows = [

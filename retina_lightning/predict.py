@@ -49,7 +49,8 @@ from retina_lightning.data.base import DatasetError
 from retina_lightning.data.fov import derive_fov
 from retina_lightning.data.io import IMAGE_SUFFIXES, is_image_file, read_image, read_mask
 from retina_lightning.data.io import split_suffix as _split_suffix
-from retina_lightning.data.transforms import Preprocess
+from retina_lightning.data.resolution import resize_probabilities
+from retina_lightning.data.transforms import Preprocess, condition_whole
 from retina_lightning.inference import Inferer
 from retina_lightning.measure import WIDTH_THRESHOLD, av_widths, vessel_widths
 from retina_lightning.types import ARTERY, VEIN, to_tensor_image
@@ -170,6 +171,13 @@ def _preprocess_from(ckpt: dict[str, Any]) -> tuple[Preprocess, str, tuple[Tenso
     return pre, target, stats
 
 
+def _fov_diameter_from(ckpt: dict[str, Any]) -> int | None:
+    """The training datamodule's ``fov_diameter`` (None: native resolution)."""
+    hp = ckpt.get("datamodule_hyper_parameters")
+    value = hp.get("fov_diameter") if isinstance(hp, dict) else None
+    return None if value is None else int(value)
+
+
 def _first_conv_channels(model: nn.Module) -> int | None:
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return None if first is None else int(first.in_channels)
@@ -192,6 +200,7 @@ class Predictor:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     amp: bool = False
     dataset_stats: tuple[Tensor, Tensor] | None = None
+    fov_diameter: int | None = None
 
     @property
     def is_av(self) -> bool:
@@ -201,12 +210,8 @@ class Predictor:
     def __call__(self, image: np.ndarray, fov: np.ndarray) -> np.ndarray:
         x = to_tensor_image(image)[None].to(self.device)
         m = torch.from_numpy(np.ascontiguousarray(fov, dtype=bool))[None].to(self.device)
-        conditioned = self.preprocess.condition(x)
-        if self.preprocess.normalize == "dataset" and self.dataset_stats is not None:
-            mean, std = (t.to(self.device).view(1, -1, 1, 1) for t in self.dataset_stats)
-        else:
-            mean, std = self.preprocess.fov_stats(conditioned, m)
-        net_in = self.preprocess.normalise(conditioned, mean, std)
+        stats = self.dataset_stats if self.preprocess.normalize == "dataset" else None
+        net_in = condition_whole(x, m, self.preprocess, stats, self.fov_diameter)
         autocast = (
             torch.autocast("cuda", dtype=torch.float16)
             if self.amp and self.device.type == "cuda"
@@ -214,6 +219,7 @@ class Predictor:
         )
         with torch.inference_mode(), autocast:
             probs = self.inferer(self.model, net_in)
+        probs = resize_probabilities(probs, tuple(m.shape[-2:]))
         return probs[0].float().cpu().numpy()
 
 
@@ -225,6 +231,7 @@ def load_predictor(
     stride: int | None = None,
     tta: bool = False,
     amp: bool = False,
+    fov_diameter: int | str | None = "ckpt",
 ) -> Predictor:
     """Rebuild a trained model and its inference settings from a ``retina fit`` checkpoint.
 
@@ -236,6 +243,9 @@ def load_predictor(
             ``stride`` defaults to half the tile. Otherwise the checkpoint's inferer is kept.
         tta: average predictions over flips.
         amp: float16 autocast on CUDA.
+        fov_diameter: the FOV diameter (px) images are resampled to before the network;
+            ``"ckpt"`` (default): the training datamodule's ``fov_diameter``; ``None``: native
+            size (issue 13; :mod:`retina_lightning.data.resolution`).
     """
     from retina_lightning.tasks.segmentation import SegmentationTask
 
@@ -303,6 +313,7 @@ def load_predictor(
         device=dev,
         amp=amp,
         dataset_stats=stats,
+        fov_diameter=_fov_diameter_from(ckpt) if fov_diameter == "ckpt" else fov_diameter,
     )
 
 
@@ -529,6 +540,20 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _fov_diameter_arg(text: str) -> int | str | None:
+    if text in ("ckpt", "native"):
+        return None if text == "native" else text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 16:
+        raise argparse.ArgumentTypeError(
+            f"expected 'ckpt', 'native' or a diameter in pixels >= 16, got {text!r}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retina predict",
@@ -557,6 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tile_size", type=_positive(int), help="sliding-window tile size")
     parser.add_argument("--stride", type=_positive(int), help="sliding-window stride")
     parser.add_argument("--tta", action="store_true", help="average over flipped inputs")
+    parser.add_argument(
+        "--fov_diameter",
+        type=_fov_diameter_arg,
+        default="ckpt",
+        help="resample each image so its FOV is this many pixels across before the network "
+        "(maps are written at the image's own size): 'ckpt' (default, the training setting), "
+        "'native', or a number such as 540 (DRIVE's scale)",
+    )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--overwrite",
@@ -640,6 +673,7 @@ def predict_main(argv: list[str]) -> int:
             stride=args.stride,
             tta=args.tta,
             amp=args.amp,
+            fov_diameter=args.fov_diameter,
         )
         output.mkdir(parents=True, exist_ok=True)
     except (PredictError, ValueError) as e:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from retina_lightning.data import OfficialSplit, RetinaDataModule, SyntheticFundus
 from retina_lightning.data.resolution import (
     batch_scale,
     fov_diameter,
@@ -15,6 +16,7 @@ from retina_lightning.data.resolution import (
     resize_probabilities,
     scale_for,
 )
+from retina_lightning.data.transforms import Preprocess
 from retina_lightning.types import Sample
 from tests.helpers import dataset_dir, needs
 
@@ -118,3 +120,89 @@ def test_chase_db1_resampled_to_drive_scale() -> None:
     before = sample.label[sample.fov.astype(bool)].mean()
     after = out.label[out.fov.astype(bool)].mean()
     assert after == pytest.approx(before, rel=0.05)  # vessel share of the FOV kept
+
+
+# ------------------------------------------------------------------ the datamodule option
+def tiny_datamodule(fov_diameter: int | None) -> RetinaDataModule:
+    dataset = SyntheticFundus(num_train=3, num_test=2, height=96, width=96, seed=3)
+    return RetinaDataModule(
+        dataset=dataset,
+        split=OfficialSplit(val_fraction=0.34),
+        preprocess=Preprocess(channels="rgb", normalize="image"),
+        patch_size=32,
+        batch_size=2,
+        steps_per_epoch=2,
+        fov_diameter=fov_diameter,
+    )
+
+
+def test_datamodule_trains_at_the_working_scale_and_scores_at_the_native_one() -> None:
+    native = tiny_datamodule(None)
+    native.setup("fit")
+    diameter = fov_diameter(native.samples.train[0].fov)
+    half = tiny_datamodule(diameter // 2)
+    half.setup("fit")
+    train = half.samples.train[0]
+    assert fov_diameter(train.fov) == pytest.approx(diameter // 2, abs=1)
+    assert train.shape[0] == pytest.approx(96 / 2, abs=1)
+    batch = next(iter(half.test_dataloader()))
+    prepared = half.prepare_whole(batch)
+    assert prepared["image"].shape[-1] == pytest.approx(48, abs=1)  # the network's input
+    assert prepared["label"].shape[-2:] == (96, 96)  # metrics against the original labels
+    assert prepared["fov"].shape[-2:] == (96, 96)
+    assert prepared["raw"].shape[-2:] == (96, 96)
+    # the native datamodule's input is the original image, conditioned as before
+    same = native.prepare_whole(next(iter(native.test_dataloader())))
+    assert same["image"].shape[-2:] == (96, 96)
+    with pytest.raises(ValueError, match="fov_diameter"):
+        tiny_datamodule(0)
+
+
+def test_task_maps_probabilities_back_before_metrics() -> None:
+    """A 'network' that returns its input's first channel: at half the scale and back the
+    probabilities (and so AUROC) barely move, while their grid is the labels'."""
+    from lightning import Trainer
+
+    from retina_lightning.tasks import SegmentationTask
+    from tests.helpers import InputLogits
+
+    def auroc(dm: RetinaDataModule) -> float:
+        task = SegmentationTask(InputLogits(1), connectivity=False, figures=False)
+        trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer.test(task, datamodule=dm, verbose=False)
+        return task.test_report["pooled"]["auroc"]
+
+    native = tiny_datamodule(None)
+    native.setup("test")
+    diameter = fov_diameter(native.samples.test[0].fov)
+    full, half = auroc(native), auroc(tiny_datamodule(diameter // 2))
+    assert 0.5 < full < 1.0
+    assert half == pytest.approx(full, abs=0.03)
+    assert auroc(tiny_datamodule(diameter)) == pytest.approx(full, abs=0.01)
+
+
+def test_predictor_uses_the_checkpoint_scale_and_writes_native_maps() -> None:
+    from retina_lightning.inference import Inferer
+    from retina_lightning.predict import Predictor
+    from tests.helpers import InputLogits
+
+    sample = synthetic_sample(200, 90)
+    yy, xx = np.mgrid[:200, :200]
+    image = (128 + 100 * np.sin(xx / 15.0) * np.cos(yy / 20.0)).astype(np.uint8)
+    image = np.dstack([image] * 3)
+
+    def probs(diameter: int | None) -> np.ndarray:
+        predictor = Predictor(
+            model=InputLogits(1),
+            preprocess=Preprocess(normalize="none"),
+            inferer=Inferer(),
+            threshold=0.5,
+            num_classes=1,
+            fov_diameter=diameter,
+        )
+        return predictor(image, sample.fov)
+
+    native, half = probs(None), probs(90)
+    assert native.shape == half.shape == (1, 200, 200)
+    assert np.abs(native - half).mean() < 0.01
+    assert np.abs(native - half).max() > 1e-4  # resampled, not a copy

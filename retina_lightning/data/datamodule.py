@@ -29,8 +29,14 @@ from retina_lightning.data.base import (
     require_fraction,
     require_int,
 )
+from retina_lightning.data.resolution import resample_sample
 from retina_lightning.data.sampler import PatchSampler, step_seed
-from retina_lightning.data.transforms import Augment, Preprocess, build_augmentation
+from retina_lightning.data.transforms import (
+    Augment,
+    Preprocess,
+    build_augmentation,
+    condition_whole,
+)
 from retina_lightning.types import Sample, to_tensor_image
 
 
@@ -135,6 +141,10 @@ class RetinaDataModule(LightningDataModule):
             pixel, as 004's code does (a stride-16 grid over the whole image, no mask, sec.
             6.1.1), which teaches the network the dark surround that 004's unmasked metrics
             score. Validation and test metrics keep the real FOV either way.
+        fov_diameter: resample every image (training, validation, test, predict) so that its
+            FOV is this many pixels across (DRIVE's is 540), run the network at that scale and
+            map its probabilities back to the image's own size before metrics and outputs
+            (:mod:`retina_lightning.data.resolution`); ``None`` keeps each image's native size.
         eval_batch_size: whole images per validation / test batch (1 unless all images have
             the same size).
         num_workers: DataLoader workers for reading whole images.
@@ -153,6 +163,7 @@ class RetinaDataModule(LightningDataModule):
         steps_per_epoch: int = 100,
         vessel_fraction: float = 0.0,
         train_region: Literal["fov", "image"] = "fov",
+        fov_diameter: int | None = None,
         eval_batch_size: int = 1,
         num_workers: int = 0,
         seed: int = 0,
@@ -186,6 +197,11 @@ class RetinaDataModule(LightningDataModule):
                 "data.init_args.train_region: fov (or image, 004's unmasked training)"
             )
         self.train_region = train_region
+        self.fov_diameter = (
+            None
+            if fov_diameter is None
+            else require_int(fov_diameter, key + "fov_diameter", 16, "FOV diameter in pixels")
+        )
         self.eval_batch_size = require_int(
             eval_batch_size, key + "eval_batch_size", 1, "whole images per evaluation batch"
         )
@@ -223,6 +239,15 @@ class RetinaDataModule(LightningDataModule):
                 f"({smallest} px on its short side) of {self.dataset.name}; set "
                 f"data.init_args.patch_size <= {smallest}"
             )
+        if self.fov_diameter is not None:  # training runs at the working scale throughout
+            samples.train = [resample_sample(s, self.fov_diameter) for s in samples.train]
+            smallest = min((min(s.shape) for s in samples.train), default=None)
+            if smallest is not None and self.patch_size > smallest:
+                raise DatasetError(
+                    f"patch_size {self.patch_size} is larger than the smallest training image "
+                    f"at fov_diameter {self.fov_diameter} ({smallest} px on its short side); "
+                    f"set data.init_args.patch_size <= {smallest} or a larger fov_diameter"
+                )
         self.samples = samples
         rank_zero_info(
             f"{self.dataset.name}: {len(samples.train)} train / {len(samples.val)} val / "
@@ -362,15 +387,19 @@ class RetinaDataModule(LightningDataModule):
         return {"image": x.contiguous(), "label": label.long(), "fov": fov.contiguous()}
 
     def prepare_whole(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Condition and normalise a whole-image batch on its device."""
-        conditioned = self.preprocess.condition(batch["image"])
-        fov = batch["fov"].bool()
-        mean, std = self._stats_for(conditioned, fov, None)
+        """Condition and normalise a whole-image batch on its device (``condition_whole``).
+        ``label``, ``fov`` and ``raw`` keep the original size; with ``fov_diameter`` the
+        ``image`` has the working size and the task maps its probabilities back."""
+        stats = None
+        if self.preprocess.normalize == "dataset":
+            stats = self.dataset_stats(batch["image"].device)
         batch = dict(batch)
         batch["raw"] = batch["image"]
-        batch["image"] = self.preprocess.normalise(conditioned, mean, std)
+        batch["image"] = condition_whole(
+            batch["image"], batch["fov"], self.preprocess, stats, self.fov_diameter
+        )
         batch["label"] = batch["label"].long()
-        batch["fov"] = fov
+        batch["fov"] = batch["fov"].bool()
         return batch
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

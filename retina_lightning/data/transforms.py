@@ -27,6 +27,8 @@ import torch
 from kornia.enhance import equalize_clahe
 from torch import Tensor
 
+from retina_lightning.data.resolution import batch_scale, resize_image, resize_mask, scaled_size
+
 Channels = Literal["rgb", "green", "gray"]
 Normalization = Literal["image", "dataset", "none"]
 Order = Literal["clahe-gamma", "gamma-clahe"]
@@ -245,3 +247,33 @@ def build_augmentation(augment: Augment, channels: int) -> K.AugmentationSequent
     if not ops:
         return None
     return K.AugmentationSequential(*ops, data_keys=["input", "mask"])
+
+
+def condition_whole(
+    image: Tensor,
+    fov: Tensor,
+    preprocess: Preprocess,
+    dataset_stats: tuple[Tensor, Tensor] | None = None,
+    fov_diameter: int | None = None,
+) -> Tensor:
+    """The network input for a batch of whole uint8 images ``(B, C, H, W)`` with their FOV
+    masks ``(B, H, W)``: the one conditioning path of validation, test, ``retina predict``, the
+    cross-dataset matrix and patch2image's image phase.
+
+    With ``fov_diameter`` the images are first resampled so that their FOV spans that many
+    pixels (:mod:`retina_lightning.data.resolution`); the input then has that working size, and
+    callers map the probabilities back with ``resize_probabilities``. Normalisation uses
+    ``dataset_stats`` (mean, std of the training images) when ``preprocess.normalize`` is
+    ``dataset`` and they are given, else each image's own statistics inside its FOV.
+    """
+    fov = fov.bool()
+    if fov_diameter is not None:
+        size = scaled_size(tuple(image.shape[-2:]), batch_scale(fov, fov_diameter))
+        image = resize_image(image.float(), size).round().clamp(0, 255).to(torch.uint8)
+        fov = resize_mask(fov, size)
+    conditioned = preprocess.condition(image)
+    if preprocess.normalize == "dataset" and dataset_stats is not None:
+        mean, std = (t.to(image.device).view(1, -1, 1, 1) for t in dataset_stats)
+    else:
+        mean, std = preprocess.fov_stats(conditioned, fov)
+    return preprocess.normalise(conditioned, mean, std)

@@ -27,6 +27,7 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from retina_lightning.data.resolution import resize_probabilities
 from retina_lightning.inference import Inferer
 from retina_lightning.losses import BCELoss, CrossEntropyLoss, compute_loss
 from retina_lightning.metrics import (
@@ -239,8 +240,14 @@ class SegmentationTask(LightningModule):
         with float32_inference(image.device):
             return self.inferer(self.model, image.float())
 
-    def _binary(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+    def batch_probs(self, batch: dict[str, Any]) -> Tensor:
+        """Probabilities of a whole-image batch on its images' own grid (the network input may
+        have a working size: ``data.init_args.fov_diameter``, issue 13)."""
         probs = self.predict_probs(batch["image"])
+        return resize_probabilities(probs, tuple(batch["fov"].shape[-2:]))
+
+    def _binary(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+        probs = self.batch_probs(batch)
         target = batch["label"] if self.num_classes == 1 else (batch["label"] > 0).long()
         return vessel_probability(probs), target, batch["fov"]
 
@@ -266,7 +273,7 @@ class SegmentationTask(LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         start = time.perf_counter()
-        probs = self.predict_probs(batch["image"])
+        probs = self.batch_probs(batch)
         if probs.device.type == "cuda":
             torch.cuda.synchronize(probs.device)
         self._infer_seconds += time.perf_counter() - start
@@ -461,7 +468,7 @@ class SegmentationTask(LightningModule):
         return figures
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        probs = self.predict_probs(batch["image"])
+        probs = self.batch_probs(batch)
         return {"name": batch["name"], "prob": probs.cpu(), "fov": batch["fov"].cpu()}
 
 
