@@ -507,3 +507,35 @@ def test_gpu_check_quick_mode(tmp_path, monkeypatch):
     with tarfile.open(out / "gpu_check_results.tar.gz") as tar:
         names = set(tar.getnames())
     assert {"gpu_tests_quick.md", "gpu_training_throughput_tiny.csv"} <= names
+
+
+def test_cross_dataset_commands_and_table(tmp_path, monkeypatch):
+    """benchmarks/cross_dataset.py: one `retina fit` per cell (method config + data fragment,
+    fov_diameter only for the 540 runs) and the native / fov 540 table with the AUROC gain."""
+    cross = bench("cross_dataset")
+    for folder in ("DRIVE", "CHASE_DB1"):
+        (tmp_path / folder).mkdir()
+    monkeypatch.setenv("RETINA_DATA_ROOT", str(tmp_path))
+    native = cross.fit_command("r2unet", "chase_db1", "native", tmp_path / "runs")
+    at_540 = cross.fit_command("r2unet", "chase_db1", "540", tmp_path / "runs")
+    assert native[:6] == [
+        "retina",
+        "fit",
+        "--config",
+        "configs/drive/r2unet.yaml",
+        "--config",
+        "configs/data/chase_db1_20_8.yaml",
+    ]
+    assert not any("fov_diameter" in a for a in native)
+    assert "--data.init_args.fov_diameter=540" in at_540
+    assert f"--data.init_args.dataset.init_args.root={tmp_path / 'CHASE_DB1'}" in at_540
+    assert "--experiment=cross/r2unet/chase_db1_540" in at_540
+    rows = [
+        {"method": "r2unet", "resolution": res, "train": "drive", "test": "chase_db1",
+         "in_domain": False, "auroc": auc, "f1@opt": 0.6, "f1@0.5": 0.5, "checkpoint": "x"}
+        for res, auc in (("native", 0.88), ("540", 0.93))
+    ]  # fmt: skip
+    text = cross.write(rows, {"chase_db1": {"se": 0.83, "sp": 0.97, "f1": 0.7984}}, tmp_path)
+    assert "| r2unet | drive -> chase_db1 | 0.8800 | 0.9300 | +0.0500 | 0.6000 | 0.6000 |" in text
+    assert "| chase_db1 | 0.8300 | 0.9700 | 0.7984 |" in text
+    assert (tmp_path / "cross_dataset.csv").read_text().count("\n") == 3
