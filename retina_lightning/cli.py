@@ -259,6 +259,35 @@ def _patch2image_main(argv: list[str]) -> int:
     return 0
 
 
+#: every command of ``retina`` with its one-line description (``retina --help``)
+COMMANDS = {
+    "fit": "train a model: a new run folder runs/<experiment>/<timestamp>/ (LightningCLI)",
+    "validate": "score a checkpoint on the validation images (LightningCLI)",
+    "test": "score a checkpoint on the test images: metrics.json, per_image.csv, figures",
+    "distill": "train a student from a teacher checkpoint (SegRAVIR 000 IV-D; LightningCLI)",
+    "predict": "segment new images with a checkpoint: maps, overlays, widths, predictions.csv",
+    "data": "check a dataset folder (data check) or measure vessel widths (data widths)",
+    "leaderboard": "compare runs: tables, significance tests, cross-dataset matrix (cross)",
+    "patch2image": "004's patch -> image workflow: patch phase, transfer, image phases, table",
+}
+
+
+def print_commands() -> None:
+    """``retina --help``: every command, not only LightningCLI's."""
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: retina <command> [--config FILE ...] [options]",
+        "",
+        "commands (retina <command> --help for the options of one):",
+        *(f"  {name:{width}s}  {text}" for name, text in COMMANDS.items()),
+        "",
+        "fit, validate, test and distill take --config (several compose left to right) and",
+        "--print_config; any config value can be overridden, e.g. --trainer.max_epochs=5.",
+        "RETINA_DEBUG=1 shows the traceback of an expected error.",
+    ]
+    print("\n".join(lines))
+
+
 def main(args: list[str] | None = None) -> Any:
     """Entry point of the ``retina`` console script; tests call ``main([...])`` and get the
     CLI object of a Lightning command (or a sub-command's exit code) and its exceptions."""
@@ -269,6 +298,11 @@ def main(args: list[str] | None = None) -> Any:
         "leaderboard": _leaderboard_main,
         "patch2image": _patch2image_main,
     }
+    if not argv or argv[0] in ("-h", "--help"):
+        print_commands()
+        if args is None:
+            sys.exit(0 if argv else 2)
+        return 0 if argv else 2
     try:
         if argv and argv[0] in commands:
             try:

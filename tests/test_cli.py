@@ -61,6 +61,23 @@ def test_help_by_subprocess(tmp_path):
     assert out.returncode == 0 and "fit" in out.stdout and "test" in out.stdout
 
 
+def test_help_lists_every_command(capsys):
+    """Issue 12: `retina --help` names every command, and each one answers --help."""
+    from retina_lightning.cli import COMMANDS
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fit", "validate", "test", "distill", "predict", "data", "leaderboard"):
+        assert f"\n  {name} " in out, name
+    assert "patch2image" in out and set(COMMANDS) >= {"data", "leaderboard", "patch2image"}
+    for name in ("predict", "data", "leaderboard", "patch2image"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code in (0, None), name
+        assert "usage:" in capsys.readouterr().out, name
+    assert main([]) == 2  # no command: the list, and a usage error
+
+
 def test_subcommand_help_and_print_config(capsys):
     """In-process: what a subprocess would add is covered by test_help_by_subprocess."""
     with pytest.raises(SystemExit) as exit_info:
