@@ -59,12 +59,12 @@ CHASE_RECIPES: dict[str, tuple[str, set[str], list[str]]] = {
     # 004's patch database is counted on its 460x500 resized images
     "patch2image_miniunet_4fold": (
         "patch2image_miniunet",
-        {"data.init_args.steps_per_epoch"},
+        {"data.init_args.steps_per_epoch", "data.init_args.fov_diameter"},
         ["0.9875", "0.8117", "0.9861", "0.9737", "0.8093"],
     ),
     "patch2image_dense_4fold": (
         "patch2image_dense",
-        {"data.init_args.steps_per_epoch"},
+        {"data.init_args.steps_per_epoch", "data.init_args.fov_diameter"},
         ["0.9878", "0.8016", "0.9869", "0.9737", "0.8068"],
     ),
 }
@@ -161,6 +161,7 @@ def test_patch2image_epoch_is_004s_grid_on_its_resized_images():
     for name in ("patch2image_miniunet_4fold", "patch2image_dense_4fold"):
         data = load(name)["data"]["init_args"]
         assert data["steps_per_epoch"] == 17 * per_image // data["batch_size"]
+        assert data["fov_diameter"] == 460  # 004 sec. 6.1: 960x999 -> 460x500
 
 
 def _import_fixtures():

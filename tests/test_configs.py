@@ -36,6 +36,7 @@ from torch import nn
 
 from retina_lightning.data import RetinaDataModule
 from retina_lightning.data.base import RetinaDataset
+from retina_lightning.data.resolution import scale_for, scaled_size
 from retina_lightning.data.transforms import Preprocess
 from retina_lightning.losses import DeepSupervisionLoss, OutputLoss, SegRAVIRLoss, compute_loss
 from retina_lightning.tasks import SegmentationTask
@@ -705,7 +706,10 @@ def test_fixture_through_datamodule(config, fixture_roots):
     assert int(batch["label"].max()) < classes and int(batch["label"].min()) >= 0
     whole = dm.prepare_whole(next(iter(dm.val_dataloader())))
     h, w = samples.val[0].shape
-    assert whole["image"].shape == (1, dm.in_channels, h, w)
+    # the network's input is at the config's working scale (fov_diameter), the labels are not
+    size = scaled_size((h, w), scale_for(samples.val[0].fov, dm.fov_diameter))
+    assert whole["image"].shape == (1, dm.in_channels, *size)
+    assert whole["label"].shape[-2:] == (h, w)
     if dm.preprocess.normalize == "none":
         assert float(whole["image"].min()) >= 0.0 and float(whole["image"].max()) <= 1.0
     if dm.target == "av":
