@@ -84,8 +84,8 @@ def test_collect_and_build_mean_sd_and_gap_interval(ledger):
     md = md_path.read_text()
     assert "| patch2image Light | drive | 004 image fine-tuned | auc | 0.9808 |" in md
     # rows without runs say why and how long they would take
-    mini = next(r for r in rows if r["method"] == "patch2image Mini-Unet")
-    assert mini["n"] == 0 and "h " in mini["note"]
+    pending = next(r for r in rows if r["method"] == "IterNet")
+    assert pending["n"] == 0 and "h " in pending["note"]
 
 
 def test_gap_interval_needs_two_runs_and_a_paper_value():

@@ -158,7 +158,7 @@ def test_datamodule_trains_at_the_working_scale_and_scores_at_the_native_one() -
         tiny_datamodule(0)
 
 
-def test_task_maps_probabilities_back_before_metrics() -> None:
+def test_task_maps_probabilities_back_before_metrics(tmp_path) -> None:
     """A 'network' that returns its input's first channel: at half the scale and back the
     probabilities (and so AUROC) barely move, while their grid is the labels'."""
     from lightning import Trainer
@@ -166,8 +166,11 @@ def test_task_maps_probabilities_back_before_metrics() -> None:
     from retina_lightning.tasks import SegmentationTask
     from tests.helpers import InputLogits
 
+    results = tmp_path / "test"
+
     def auroc(dm: RetinaDataModule) -> float:
         task = SegmentationTask(InputLogits(1), connectivity=False, figures=False)
+        task.results_dir = results
         trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
         trainer.test(task, datamodule=dm, verbose=False)
         return task.test_report["pooled"]["auroc"]
