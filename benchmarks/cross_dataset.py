@@ -66,21 +66,21 @@ def experiment(method: str, dataset: str, resolution: str) -> str:
     return f"cross/{method}/{dataset}_{resolution}"
 
 
-def fit_command(method: str, dataset: str, resolution: str, runs_dir: Path) -> list[str]:
+def fit_command(
+    method: str,
+    dataset: str,
+    resolution: str,
+    runs_dir: Path | None = None,
+    root: str | None = None,
+) -> list[str]:
+    """The ``retina fit`` of one cell; ``root`` defaults to this machine's data folder."""
     config, extra = METHODS[method]
     fragment, folder = DATASETS[dataset]
-    cmd = [
-        "retina",
-        "fit",
-        "--config",
-        config,
-        "--config",
-        fragment,
-        f"--data.init_args.dataset.init_args.root={data_root() / folder}",
-        *extra,
-        f"--experiment={experiment(method, dataset, resolution)}",
-        f"--runs_dir={runs_dir}",
-    ]
+    cmd = ["retina", "fit", "--config", config, "--config", fragment]
+    cmd.append(f"--data.init_args.dataset.init_args.root={root or data_root()}/{folder}")
+    cmd += [*extra, f"--experiment={experiment(method, dataset, resolution)}"]
+    if runs_dir is not None:
+        cmd.append(f"--runs_dir={runs_dir}")
     if resolution != "native":
         cmd.append(f"--data.init_args.fov_diameter={int(resolution)}")
     return cmd
@@ -103,6 +103,19 @@ def latest_checkpoint(runs_dir: Path, name: str) -> Path:
     from retina_lightning.runs import resolve_checkpoint
 
     return resolve_checkpoint("best", runs_dir, name)
+
+
+def keep_run(checkpoint: Path, into: Path) -> None:
+    """Copy a training run's config and curves (never its checkpoints) next to the table."""
+    import shutil
+
+    from retina_lightning.runs import run_dir_of
+
+    run = run_dir_of(checkpoint)
+    into.mkdir(parents=True, exist_ok=True)
+    for name in ("config.yaml", "metrics.csv"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, into / name)
 
 
 def test_spec(dataset: str) -> dict[str, Any]:
@@ -133,6 +146,11 @@ def table(ns: argparse.Namespace) -> int:
                 results_dir=RESULTS / "cross_dataset" / method / resolution,
                 fov_diameter=None if resolution == "native" else WORKING_DIAMETER,
             )
+            for train_on, ckpt in checkpoints.items():
+                trained_at = "native" if train_on == "drive" else resolution
+                keep_run(
+                    ckpt, RESULTS / "cross_dataset" / method / "runs" / f"{train_on}_{trained_at}"
+                )
             for (train_on, test_on), report in matrix.reports.items():
                 pooled = report.get("pooled", {})
                 rows.append(
@@ -207,6 +225,21 @@ def write(
         lines.append(
             f"| {test_on} | {_f(so.get('se'))} | {_f(so.get('sp'))} | {_f(so.get('f1'))} |"
         )
+    lines += [
+        "",
+        "Trainings (one `retina fit` each; `drive` at 540 is the native DRIVE model, whose FOVs "
+        "are 535-541 px across):",
+        "",
+    ]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for dataset, resolution in (("drive", "native"), ("chase_db1", "native")) + (
+            ("chase_db1", str(WORKING_DIAMETER)),
+        ):
+            fit = fit_command(method, dataset, resolution, root="$RETINA_DATA_ROOT")
+            lines.append(
+                f"- `python benchmarks/cross_dataset.py train --method {method} --dataset "
+                f"{dataset} --resolution {resolution}` (= `{' '.join(fit)}`)"
+            )
     lines += ["", "For scale, DPN (002 Table 4, STARE <-> DRIVE, its own protocol):", ""]
     lines += ["| method | direction | reported |", "|---|---|---|"]
     lines += [f"| {m} | {d} | {v} |" for m, d, v in PAPER_ROWS]
