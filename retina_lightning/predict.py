@@ -693,7 +693,12 @@ def predict_main(argv: list[str]) -> int:
         )
     print(
         f"retina predict: {len(images)} image(s), {predictor.inferer!r}, threshold "
-        f"{predictor.threshold:.4f}, device {predictor.device}",
+        f"{predictor.threshold:.4f}, device {predictor.device}, "
+        + (
+            "native resolution"
+            if predictor.fov_diameter is None
+            else f"images resampled to a {predictor.fov_diameter} px FOV and back"
+        ),
         file=sys.stderr,
     )
     rows, failed = [], []

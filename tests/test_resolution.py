@@ -209,3 +209,21 @@ def test_predictor_uses_the_checkpoint_scale_and_writes_native_maps() -> None:
     assert native.shape == half.shape == (1, 200, 200)
     assert np.abs(native - half).mean() < 0.01
     assert np.abs(native - half).max() > 1e-4  # resampled, not a copy
+
+
+def test_predict_option_and_checkpoint_setting() -> None:
+    import argparse
+
+    from retina_lightning.predict import _fov_diameter_arg, _fov_diameter_from, build_parser
+
+    assert _fov_diameter_arg("ckpt") == "ckpt"
+    assert _fov_diameter_arg("native") is None
+    assert _fov_diameter_arg("540") == 540
+    for bad in ("5", "wide", "-540"):
+        with pytest.raises(argparse.ArgumentTypeError, match="diameter"):
+            _fov_diameter_arg(bad)
+    ns = build_parser().parse_args(["--ckpt_path", "a.ckpt", "--input", "x", "--output", "y"])
+    assert ns.fov_diameter == "ckpt"  # default: the training setting
+    assert _fov_diameter_from({"datamodule_hyper_parameters": {"fov_diameter": 540}}) == 540
+    assert _fov_diameter_from({"datamodule_hyper_parameters": {"target": "label"}}) is None
+    assert _fov_diameter_from({}) is None  # checkpoints trained before the option
