@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import TINY_CLI
+from helpers import LEARNABLE_CLI, TINY_CLI
 
 from retina_lightning.cli import RunDirError, experiment_name, main, resolve_checkpoint
 
@@ -21,16 +21,7 @@ EXPERIMENT_CONFIGS = [c for c in CONFIGS if c.parent.name not in ("trainer", "da
 
 # A tiny run of the quickstart config: small images, few steps.
 TINY = TINY_CLI
-#: with TINY: high-contrast, lesion-free images and 60 steps, enough to learn in CPU seconds
-LEARNABLE = [
-    "--data.init_args.dataset.init_args.vessel_contrast=2.0",
-    "--data.init_args.dataset.init_args.noise_std=0.01",
-    "--data.init_args.dataset.init_args.lesions=0.0",
-    "--data.init_args.steps_per_epoch=20",
-    "--data.init_args.batch_size=8",
-    "--trainer.max_epochs=3",
-    "--model.init_args.model.init_args.base_channels=8",
-]
+LEARNABLE = LEARNABLE_CLI
 
 
 def _retina(*args: str, cwd: Path) -> subprocess.CompletedProcess:
