@@ -49,7 +49,7 @@ from retina_lightning.data.base import DatasetError
 from retina_lightning.data.fov import derive_fov
 from retina_lightning.data.io import IMAGE_SUFFIXES, is_image_file, read_image, read_mask
 from retina_lightning.data.io import split_suffix as _split_suffix
-from retina_lightning.data.resolution import resize_probabilities
+from retina_lightning.data.resolution import parse_fov_diameter, resize_probabilities
 from retina_lightning.data.transforms import Preprocess, condition_whole
 from retina_lightning.inference import Inferer
 from retina_lightning.measure import WIDTH_THRESHOLD, av_widths, vessel_widths
@@ -540,20 +540,6 @@ def _positive(kind: type) -> Any:
     return parse
 
 
-def _fov_diameter_arg(text: str) -> int | str | None:
-    if text in ("ckpt", "native"):
-        return None if text == "native" else text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 16:
-        raise argparse.ArgumentTypeError(
-            f"expected 'ckpt', 'native' or a diameter in pixels >= 16, got {text!r}"
-        )
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retina predict",
@@ -584,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true", help="average over flipped inputs")
     parser.add_argument(
         "--fov_diameter",
-        type=_fov_diameter_arg,
+        type=parse_fov_diameter,
         default="ckpt",
         help="resample each image so its FOV is this many pixels across before the network "
         "(maps are written at the image's own size): 'ckpt' (default, the training setting), "

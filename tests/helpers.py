@@ -84,3 +84,21 @@ class InputLogits(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, : self.num_classes] + 0.0 * self.unused
+
+
+def whole_image_items(image: torch.Tensor, label: torch.Tensor, fov: torch.Tensor) -> list[dict]:
+    """The items of ``RetinaDataModule``'s whole-image loaders for prepared ``(N, ...)``
+    tensors (no second observer), to feed a task's test loop directly."""
+    return [
+        {
+            "image": image[i],
+            "raw": image[i],
+            "label": label[i],
+            "fov": fov[i],
+            "second": torch.zeros_like(label[i]),
+            "has_second": False,
+            "index": i,
+            "name": f"im{i}",
+        }
+        for i in range(len(label))
+    ]

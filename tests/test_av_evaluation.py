@@ -14,7 +14,7 @@ from torch import nn
 from retina_lightning.models import UNet
 from retina_lightning.tasks import SegmentationTask
 from retina_lightning.types import ARTERY, VEIN
-from tests.helpers import InputLogits
+from tests.helpers import InputLogits, whole_image_items
 
 
 def _trainer(tmp_path) -> Trainer:
@@ -47,19 +47,7 @@ def _av_case(n: int = 3, side: int = 20):
 
 def test_per_class_metrics_match_scikit_learn(tmp_path):
     logits, label, fov = _av_case()
-    items = [
-        {
-            "image": logits[i],
-            "raw": logits[i],
-            "label": label[i],
-            "fov": fov[i],
-            "second": torch.zeros_like(label[i]),
-            "has_second": False,
-            "index": i,
-            "name": f"im{i}",
-        }
-        for i in range(len(label))
-    ]
+    items = whole_image_items(logits, label, fov)
     task = SegmentationTask(InputLogits(3), connectivity=False, figures=False)
     task.results_dir = tmp_path
     _trainer(tmp_path).test(task, dataloaders=torch.utils.data.DataLoader(items, batch_size=2))

@@ -214,7 +214,8 @@ def test_predictor_uses_the_checkpoint_scale_and_writes_native_maps() -> None:
 def test_predict_option_and_checkpoint_setting() -> None:
     import argparse
 
-    from retina_lightning.predict import _fov_diameter_arg, _fov_diameter_from, build_parser
+    from retina_lightning.data.resolution import parse_fov_diameter as _fov_diameter_arg
+    from retina_lightning.predict import _fov_diameter_from, build_parser
 
     assert _fov_diameter_arg("ckpt") == "ckpt"
     assert _fov_diameter_arg("native") is None

@@ -16,7 +16,7 @@ from retina_lightning.models import UNet
 from retina_lightning.tasks import SegmentationTask
 from retina_lightning.tasks.segmentation import NonFiniteLossError, format_report
 from retina_lightning.types import SegOutput
-from tests.helpers import InputLogits
+from tests.helpers import InputLogits, whole_image_items
 
 
 class TwoHeads(nn.Module):
@@ -210,19 +210,7 @@ def test_unmasked_metrics_score_every_pixel_beside_the_fov_ones(tmp_path):
     # outside the FOV: dark surround the network calls background, as a real one should
     image[:, 0][~fov] = -6.0
     label[~fov] = 0
-    items = [
-        {
-            "image": image[i],
-            "raw": image[i],
-            "label": label[i],
-            "fov": fov[i],
-            "second": torch.zeros_like(label[i]),
-            "has_second": False,
-            "index": i,
-            "name": f"im{i}",
-        }
-        for i in range(n)
-    ]
+    items = whole_image_items(image, label, fov)
     loader = torch.utils.data.DataLoader(items, batch_size=1)
     task = SegmentationTask(
         InputLogits(1), unmasked_metrics=True, connectivity=False, figures=False

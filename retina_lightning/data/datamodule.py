@@ -232,22 +232,16 @@ class RetinaDataModule(LightningDataModule):
             samples.val = list(samples.train)
         for s in (*samples.train, *samples.val, *samples.test):
             validate_sample(s, self.dataset.name, self.target)
+        if self.fov_diameter is not None:  # training runs at the working scale throughout
+            samples.train = [resample_sample(s, self.fov_diameter) for s in samples.train]
         smallest = min((min(s.shape) for s in samples.train), default=None)
         if smallest is not None and self.patch_size > smallest:
+            scale = "" if self.fov_diameter is None else f" at fov_diameter {self.fov_diameter}"
             raise DatasetError(
-                f"patch_size {self.patch_size} is larger than the smallest training image "
+                f"patch_size {self.patch_size} is larger than the smallest training image{scale} "
                 f"({smallest} px on its short side) of {self.dataset.name}; set "
                 f"data.init_args.patch_size <= {smallest}"
             )
-        if self.fov_diameter is not None:  # training runs at the working scale throughout
-            samples.train = [resample_sample(s, self.fov_diameter) for s in samples.train]
-            smallest = min((min(s.shape) for s in samples.train), default=None)
-            if smallest is not None and self.patch_size > smallest:
-                raise DatasetError(
-                    f"patch_size {self.patch_size} is larger than the smallest training image "
-                    f"at fov_diameter {self.fov_diameter} ({smallest} px on its short side); "
-                    f"set data.init_args.patch_size <= {smallest} or a larger fov_diameter"
-                )
         self.samples = samples
         rank_zero_info(
             f"{self.dataset.name}: {len(samples.train)} train / {len(samples.val)} val / "

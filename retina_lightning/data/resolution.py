@@ -14,6 +14,7 @@ FOV is cut at the top and bottom in some images, never at the sides.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import replace
 
 import numpy as np
@@ -25,6 +26,19 @@ from retina_lightning.types import Sample, to_tensor_image
 
 #: DRIVE's median FOV diameter in pixels (official masks: 535-541 px, median 540)
 DRIVE_FOV_DIAMETER = 540
+
+
+def parse_fov_diameter(text: str) -> int | str | None:
+    """The ``--fov_diameter`` option of ``retina predict`` and ``retina leaderboard cross``
+    (an argparse ``type=``): ``"ckpt"`` (the checkpoint's training setting), ``"native"``
+    (None: no resampling) or a diameter in pixels >= 16."""
+    if text in ("ckpt", "native"):
+        return None if text == "native" else text
+    if not text.isdigit() or int(text) < 16:
+        raise argparse.ArgumentTypeError(
+            f"--fov_diameter {text!r}: expected 'ckpt', 'native' or a diameter in pixels >= 16"
+        )
+    return int(text)
 
 
 def fov_diameter(fov: np.ndarray | Tensor) -> int:

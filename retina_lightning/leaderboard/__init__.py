@@ -18,7 +18,6 @@ One module per job:
 from retina_lightning.leaderboard.cli import (
     _checkpoint_label,
     _cross_main,
-    _fov_diameter_option,
     leaderboard_main,
 )
 from retina_lightning.leaderboard.cross import (
@@ -57,7 +56,6 @@ __all__ = [
     "RunResult",
     "_checkpoint_label",
     "_cross_main",
-    "_fov_diameter_option",
     "collect_runs",
     "cross_dataset_matrix",
     "datamodule_from_config",

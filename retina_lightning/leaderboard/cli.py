@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retina_lightning.data.resolution import parse_fov_diameter
 from retina_lightning.leaderboard.cross import cross_dataset_matrix
 from retina_lightning.leaderboard.results import LeaderboardError, collect_runs
 from retina_lightning.leaderboard.stats import (
@@ -48,16 +49,6 @@ def _checkpoint_label(path: Path) -> str:
     return path.stem
 
 
-def _fov_diameter_option(text: str) -> int | str | None:
-    if text in ("ckpt", "native"):
-        return None if text == "native" else text
-    if not text.isdigit() or int(text) < 16:
-        raise LeaderboardError(
-            f"--fov_diameter {text!r}: expected 'ckpt', 'native' or a diameter in pixels >= 16"
-        )
-    return int(text)
-
-
 def _cross_main(argv: list[str]) -> int:
     from retina_lightning.runs import experiment_name
 
@@ -76,6 +67,7 @@ def _cross_main(argv: list[str]) -> int:
     parser.add_argument("--results_dir", help="keep every test's metrics.json here")
     parser.add_argument(
         "--fov_diameter",
+        type=parse_fov_diameter,
         default="ckpt",
         help="resample test images so their FOV is this many pixels across: 'ckpt' (default: "
         "each checkpoint's training setting), 'native', or a number (540 = DRIVE's scale)",
@@ -94,7 +86,7 @@ def _cross_main(argv: list[str]) -> int:
         f1_key=ns.f1,
         accelerator=ns.accelerator,
         results_dir=ns.results_dir,
-        fov_diameter=_fov_diameter_option(ns.fov_diameter),
+        fov_diameter=ns.fov_diameter,
     )
     if not ns.names:  # a checkpoint trained on exactly one of the columns takes its name
         rows = [

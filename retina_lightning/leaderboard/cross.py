@@ -182,6 +182,8 @@ def cross_dataset_matrix(
                     "each test set's own preprocessing is used",
                     stacklevel=2,
                 )
+            # the scale the checkpoint was trained at, unless the caller fixes one
+            scale = source.fov_diameter if fov_diameter == "ckpt" and source else fov_diameter
             for j, col in enumerate(test):
                 if col in broken:
                     continue
@@ -202,11 +204,7 @@ def cross_dataset_matrix(
                     eval_batch_size=target.eval_batch_size,
                     num_workers=target.num_workers,
                     seed=target.seed,
-                    fov_diameter=(
-                        (source.fov_diameter if source is not None else target.fov_diameter)
-                        if fov_diameter == "ckpt"
-                        else fov_diameter
-                    ),
+                    fov_diameter=scale if scale != "ckpt" else target.fov_diameter,
                 )
                 trainer = Trainer(
                     accelerator=accelerator,
