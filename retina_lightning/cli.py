@@ -213,37 +213,9 @@ def _print_widths(
 
 
 def _predict_main(argv: list[str]) -> int:
-    """``retina predict --ckpt_path FILE|best|last [--config X | --experiment E] --input ...``:
-    ``best`` / ``last`` name a checkpoint of the latest run of the experiment, as for test."""
     from retina_lightning.predict import predict_main
 
-    rest, config, experiment, runs_dir = [], None, None, "runs"
-    it = iter(argv)
-    for arg in it:
-        key, _, value = arg.partition("=")
-        if key in ("--config", "--experiment", "--runs_dir"):
-            value = value or next(it, "")
-            if key == "--config":
-                config = value
-            elif key == "--experiment":
-                experiment = value
-            else:
-                runs_dir = value
-        else:
-            rest.append(arg)
-    for i, arg in enumerate(rest):
-        key, _, value = arg.partition("=")
-        if key == "--ckpt_path":
-            which = value or (rest[i + 1] if i + 1 < len(rest) else "")
-            if which in ("best", "last"):
-                name = experiment or experiment_name([config] if config else None)
-                path = resolve_checkpoint(which, Path(runs_dir), name)
-                print(f"[retina] --ckpt_path {which} -> {path}", file=sys.stderr)
-                if value:
-                    rest[i] = f"--ckpt_path={path}"
-                else:
-                    rest[i + 1] = str(path)
-    return predict_main(rest)
+    return predict_main(argv)
 
 
 def _leaderboard_main(argv: list[str]) -> int:

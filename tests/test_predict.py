@@ -24,11 +24,12 @@ from retina_lightning.measure import av_widths, vessel_widths
 from retina_lightning.models import UNet
 from retina_lightning.predict import (
     Predictor,
-    _preprocess_from,
+    build_parser,
     load_predictor,
     match_fov,
     predict_image,
     predict_main,
+    preprocess_from,
     width_colours,
     width_segmentation,
 )
@@ -381,7 +382,7 @@ def test_preprocess_is_rebuilt_from_the_datamodule_config(capsys):
             "normalize": "dataset",
         },
     }
-    pre, target, stats = _preprocess_from({"datamodule_hyper_parameters": hp})
+    pre, target, stats = preprocess_from({"datamodule_hyper_parameters": hp})
     assert pre == Preprocess(
         channels="green", gamma=1.7, clahe=True, clahe_grid=(4, 4), normalize="dataset"
     )
@@ -391,8 +392,8 @@ def test_preprocess_is_rebuilt_from_the_datamodule_config(capsys):
         "datamodule_hyper_parameters": hp,
         "RetinaDataModule": {"dataset_mean": mean, "dataset_std": std},
     }
-    assert _preprocess_from(ckpt)[2] is not None
-    pre, _, _ = _preprocess_from({})
+    assert preprocess_from(ckpt)[2] is not None
+    pre, _, _ = preprocess_from({})
     assert pre == Preprocess() and "no datamodule configuration" in capsys.readouterr().err
 
 
@@ -526,3 +527,83 @@ def test_predict_on_drive_test_images_with_their_fov_masks(ckpt, tmp_path, capsy
             with Image.open(out / f"{n}_test{kind}.png") as im:
                 assert im.size == (565, 584)
         assert not _png(out / f"{n}_test_mask.png")[~fov].any()
+
+
+@pytest.mark.parametrize("fov_diameter", [None, 40])
+def test_predict_loop_gives_the_probabilities_retina_test_scores(
+    ckpt, tmp_path, monkeypatch, fov_diameter
+):
+    """Issue 12: `retina predict` (Lightning's predict loop over a FolderDataModule, written by
+    the MapWriter callback) and `retina test` give the same probabilities, to 1e-6, for the
+    same images read from disk, at the native scale and resampled to a working FOV diameter."""
+    from retina_lightning.cli import main
+
+    seen: dict[str, np.ndarray] = {}
+    batch_probs = SegmentationTask.batch_probs
+
+    def record(self, batch):
+        probs = batch_probs(self, batch)
+        for name, p in zip(batch["name"], probs, strict=True):
+            seen[name] = p.detach().float().cpu().numpy()
+        return probs
+
+    monkeypatch.setattr(SegmentationTask, "batch_probs", record)
+    scale = [] if fov_diameter is None else [f"--data.init_args.fov_diameter={fov_diameter}"]
+    cli = main(
+        [
+            "test",
+            "--config",
+            str(REPO / "configs/synthetic/unet.yaml"),
+            *TINY,
+            "--data.init_args.dataset.init_args.num_test=2",
+            *scale,
+            "--ckpt_path",
+            str(ckpt),
+            "--runs_dir",
+            str(tmp_path / "runs"),
+        ]
+    )
+    tested = dict(seen)
+    samples = cli.datamodule.samples.test
+    assert sorted(tested) == sorted(s.name for s in samples) and len(samples) == 2
+    folder, masks = tmp_path / "images", tmp_path / "fov"
+    folder.mkdir()
+    masks.mkdir()
+    for s in samples:  # lossless PNGs: predict reads back exactly the tested pixels
+        Image.fromarray(s.image).save(folder / f"{s.name}.png")
+        Image.fromarray(s.fov.astype(np.uint8) * 255).save(masks / f"{s.name}_mask.png")
+    seen.clear()
+    out = tmp_path / "out"
+    argv = ["--ckpt_path", str(ckpt), "--input", str(folder), "--fov", str(masks)]
+    argv += ["--output", str(out), "--save_probs", "--no_progress", "--device", "cpu"]
+    argv += ["--fov_diameter", "native" if fov_diameter is None else str(fov_diameter)]
+    assert predict_main(argv) == 0
+    assert sorted(seen) == sorted(tested)  # the predict loop went through the task
+    for s in samples:
+        written = np.load(out / f"{s.name}_probs.npy")
+        assert written.shape == tested[s.name].shape == (1, *s.fov.shape)
+        np.testing.assert_allclose(written, tested[s.name] * s.fov, atol=1e-6, rtol=0)
+        assert not (written[:, ~s.fov]).any()
+
+
+def test_best_and_last_name_the_latest_run_of_the_config(ckpt, images, tmp_path, capsys):
+    """`retina predict --ckpt_path last --config X` (as `retina test`): the latest run's
+    last.ckpt; an experiment without runs is one line naming where it looked."""
+    runs = ckpt.parents[4]
+    config = str(REPO / "configs/synthetic/unet.yaml")
+    argv = ["--input", str(images / "eye_a.png"), "--no_progress", "--runs_dir", str(runs)]
+    code = predict_main(
+        ["--ckpt_path", "last", "--config", config, "--output", str(tmp_path / "a"), *argv]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"--ckpt_path last -> {ckpt}" in err
+    code = predict_main(
+        ["--ckpt_path", "best", "--experiment", "nothing/here", "--output", str(tmp_path / "b")]
+        + argv
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing/here" in err and len(err.strip().splitlines()) == 1
+    assert (
+        "--config" in build_parser().format_help() and "--runs_dir" in build_parser().format_help()
+    )

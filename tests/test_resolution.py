@@ -215,7 +215,7 @@ def test_predict_option_and_checkpoint_setting() -> None:
     import argparse
 
     from retina_lightning.data.resolution import parse_fov_diameter as _fov_diameter_arg
-    from retina_lightning.predict import _fov_diameter_from, build_parser
+    from retina_lightning.predict import build_parser, fov_diameter_from
 
     assert _fov_diameter_arg("ckpt") == "ckpt"
     assert _fov_diameter_arg("native") is None
@@ -225,6 +225,6 @@ def test_predict_option_and_checkpoint_setting() -> None:
             _fov_diameter_arg(bad)
     ns = build_parser().parse_args(["--ckpt_path", "a.ckpt", "--input", "x", "--output", "y"])
     assert ns.fov_diameter == "ckpt"  # default: the training setting
-    assert _fov_diameter_from({"datamodule_hyper_parameters": {"fov_diameter": 540}}) == 540
-    assert _fov_diameter_from({"datamodule_hyper_parameters": {"target": "label"}}) is None
-    assert _fov_diameter_from({}) is None  # checkpoints trained before the option
+    assert fov_diameter_from({"datamodule_hyper_parameters": {"fov_diameter": 540}}) == 540
+    assert fov_diameter_from({"datamodule_hyper_parameters": {"target": "label"}}) is None
+    assert fov_diameter_from({}) is None  # checkpoints trained before the option

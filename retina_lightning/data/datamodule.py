@@ -392,7 +392,8 @@ class RetinaDataModule(LightningDataModule):
         batch["image"] = condition_whole(
             batch["image"], batch["fov"], self.preprocess, stats, self.fov_diameter
         )
-        batch["label"] = batch["label"].long()
+        if "label" in batch:  # none in `retina predict`'s batches
+            batch["label"] = batch["label"].long()
         batch["fov"] = batch["fov"].bool()
         return batch
 

@@ -161,6 +161,8 @@ class SegmentationTask(LightningModule):
         self.test_report: dict[str, Any] | None = None
         self._rows: list[dict[str, Any]] = []
         self._second_counts = np.zeros(4, dtype=np.int64)
+        #: float16 autocast for inference on CUDA (``retina predict --amp``); not saved
+        self.half_inference = False
 
     @staticmethod
     def _infer_num_classes(model: nn.Module) -> int:
@@ -236,7 +238,12 @@ class SegmentationTask(LightningModule):
     # -------------------------------------------------------------- evaluation
     def predict_probs(self, image: Tensor) -> Tensor:
         """``(B, K, H, W)`` probabilities of the model's main output for whole images, in
-        float32 whatever precision training ran in (:mod:`retina_lightning.precision`)."""
+        float32 whatever precision training ran in (:mod:`retina_lightning.precision`), or
+        under float16 autocast on CUDA when ``half_inference`` is set (``retina predict
+        --amp``)."""
+        if self.half_inference and image.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                return self.inferer(self.model, image.float()).float()
         with float32_inference(image.device):
             return self.inferer(self.model, image.float())
 
@@ -467,7 +474,12 @@ class SegmentationTask(LightningModule):
             figures.append(path)
         return figures
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
+        """Class probabilities ``prob`` ``(B, K, H, W)`` on the images' own grid (CPU); ``None``
+        for a batch without an ``image`` (an input the datamodule could not read, which the
+        prediction writer reports)."""
+        if "image" not in batch:
+            return None
         probs = self.batch_probs(batch)
         return {"name": batch["name"], "prob": probs.cpu(), "fov": batch["fov"].cpu()}
 
