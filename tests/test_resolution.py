@@ -136,6 +136,44 @@ def tiny_datamodule(fov_diameter: int | None) -> RetinaDataModule:
     )
 
 
+def test_with_conditioning_changes_only_the_conditioning() -> None:
+    """The cross-dataset matrix tests a checkpoint on another dataset's images conditioned as
+    the checkpoint was trained (issue 12: it copied ten constructor arguments by hand, so a
+    new one was silently dropped): every other setting is kept, the input channels follow the
+    new preprocessing, and the images are re-read only when the scale changes."""
+    import dataclasses
+
+    dm = RetinaDataModule(
+        dataset=SyntheticFundus(num_train=3, num_test=2, height=96, width=96, seed=3),
+        split=OfficialSplit(val_fraction=0.34),
+        target="av",
+        patch_size=32,
+        batch_size=3,
+        steps_per_epoch=7,
+        vessel_fraction=0.25,
+        train_region="image",
+        eval_batch_size=2,
+        num_workers=0,
+        seed=11,
+    )
+    dm.setup("test")
+    green = Preprocess(channels="green", gamma=1.7, normalize="image")
+    same_scale = dm.with_conditioning(green, None)
+    rescaled = dm.with_conditioning(green, 60)
+    changed = {"preprocess", "fov_diameter", "_augmentation", "samples"}
+    for other in (same_scale, rescaled):
+        assert other.preprocess == green and other.in_channels == 1
+        for key, value in vars(dm).items():
+            if key not in changed and not key.startswith("_"):
+                assert vars(other)[key] is value, key
+    assert dataclasses.asdict(dm.preprocess) != dataclasses.asdict(green)  # dm untouched
+    assert same_scale.fov_diameter is None and same_scale.samples is dm.samples
+    assert rescaled.fov_diameter == 60 and rescaled.samples is None
+    batch = rescaled.prepare_whole(next(iter(rescaled.test_dataloader())))
+    assert batch["image"].shape[1] == 1 and batch["label"].shape[-2:] == (96, 96)
+    assert batch["image"].shape[-1] < 96  # resampled to the 60 px FOV
+
+
 def test_datamodule_trains_at_the_working_scale_and_scores_at_the_native_one() -> None:
     native = tiny_datamodule(None)
     native.setup("fit")

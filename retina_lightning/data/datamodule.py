@@ -10,6 +10,7 @@ them through whole-image or sliding-window inference.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 import numpy as np
@@ -247,6 +248,25 @@ class RetinaDataModule(LightningDataModule):
             f"{self.dataset.name}: {len(samples.train)} train / {len(samples.val)} val / "
             f"{len(samples.test)} test images"
         )
+
+    def with_conditioning(
+        self, preprocess: Preprocess, fov_diameter: int | None
+    ) -> RetinaDataModule:
+        """This datamodule's images, labels, split and loaders, conditioned with another
+        ``preprocess`` and ``fov_diameter`` (a model trained elsewhere sees them as it was
+        trained to: the cross-dataset matrix, 002 Table 4). Every other setting is kept, so a
+        new constructor argument cannot be dropped; samples already read are shared unless the
+        scale changes (training images are resampled at setup)."""
+        other = copy.copy(self)
+        other.preprocess = preprocess
+        other.fov_diameter = fov_diameter
+        other._augmentation = build_augmentation(self.augment, preprocess.out_channels)
+        other._sampler = None
+        other._train_stats = None
+        other._dataset_stats = None
+        if fov_diameter != self.fov_diameter:
+            other.samples = None
+        return other
 
     def _require(self) -> SplitSamples:
         if self.samples is None:

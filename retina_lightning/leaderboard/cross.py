@@ -193,18 +193,9 @@ def cross_dataset_matrix(
                 if hasattr(task, "figures"):
                     task.figures = False
                 task.results_dir = out_root / f"{row}__{col}".replace("/", "_")
-                dm = RetinaDataModule(
-                    dataset=target.dataset,
-                    split=target.split,
-                    target=target.target,
-                    preprocess=source.preprocess if source is not None else target.preprocess,
-                    patch_size=target.patch_size,
-                    batch_size=target.batch_size,
-                    steps_per_epoch=target.steps_per_epoch,
-                    eval_batch_size=target.eval_batch_size,
-                    num_workers=target.num_workers,
-                    seed=target.seed,
-                    fov_diameter=scale if scale != "ckpt" else target.fov_diameter,
+                dm = target.with_conditioning(
+                    source.preprocess if source is not None else target.preprocess,
+                    scale if scale != "ckpt" else target.fov_diameter,
                 )
                 trainer = Trainer(
                     accelerator=accelerator,
