@@ -1,23 +1,22 @@
 """Experiment tracking: Weights & Biases runs that a leaderboard can compare, and local
 CSV / TensorBoard loggers that live inside the run directory.
 
-Every run of the suite is described by the same few fields (:class:`RunIdentity`): the
-*method* (the experiment's last path component, ``drive/dpn`` -> ``dpn``), the *dataset*
-(the dataset reader's registry name), the *protocol* (the split: ``official``,
-``first10-10``, ``5fold``, ``loo``; the split decides the numbers on STARE / CHASE_DB1, see
-002 section 4.1 and 003 section 4.1) and the seed / fold. On W&B a run is named after the
-method and grouped by ``<dataset>/<protocol>``, so the project's runs table is a leaderboard
-with one group per benchmark.
+On W&B a run is named after its method and grouped by ``<dataset>/<protocol>``, so the
+project's runs table is a leaderboard with one group per benchmark; the fields come from
+:func:`~retina_lightning.identity.run_identity` (re-exported here with the rest of
+:mod:`retina_lightning.identity`).
 
 Test results reach a W&B run through :func:`log_test_results` with the same summary keys for
 every method (``test/auroc``, ``test/f1@opt``, ``test/per_image/f1@opt``...; see
 :func:`flatten_report`), the per-image rows as a ``wandb.Table`` and the figures as images.
+The suite's own record of a test is ``<run_dir>/test*/metrics.json``, which
+``retina leaderboard`` reads; W&B is a view of it, and W&B's offline run files (a private,
+versioned format) are not read back (issue 12).
 
 Offline by default: :class:`RetinaWandbLogger` only goes online when an API key is configured
 (``WANDB_API_KEY`` or a netrc entry for the W&B host) and ``WANDB_MODE`` does not say
 otherwise; offline runs are written to ``<run_dir>/wandb/offline-run-*`` and can be uploaded
-later with ``wandb sync``. :func:`read_offline_run` reads such a folder back without wandb's
-servers (the leaderboard uses it).
+later with ``wandb sync``.
 
 The CLI wires this in with one call, before the Trainer is built::
 
@@ -26,17 +25,13 @@ The CLI wires this in with one call, before the Trainer is built::
 
 from __future__ import annotations
 
-import json
 import math
 import netrc
 import os
-import re
 import secrets
 import string
-import struct
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -46,6 +41,34 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+
+from retina_lightning.identity import (
+    RunIdentity,
+    canonical_dataset,
+    method_name,
+    protocol_name,
+    run_identity,
+)
+
+__all__ = [
+    "DEFAULT_PROJECT",
+    "RUN_ID_FILE",
+    "SPEED_KEYS",
+    "RetinaWandbLogger",
+    "RunCSVLogger",
+    "RunIdentity",
+    "RunTensorBoardLogger",
+    "canonical_dataset",
+    "configure_loggers",
+    "flatten_report",
+    "log_test_results",
+    "method_name",
+    "protocol_name",
+    "run_identity",
+    "wandb_api_key_configured",
+    "wandb_host",
+    "wandb_online",
+]
 
 #: W&B project of the suite's runs.
 DEFAULT_PROJECT = "retina-lightning"
@@ -89,142 +112,6 @@ def wandb_online() -> bool:
     if mode == "online":
         return True
     return wandb_api_key_configured()
-
-
-# ------------------------------------------------------------------------------- identity
-@dataclass(frozen=True)
-class RunIdentity:
-    """What a run is, for grouping and comparing: one row of a leaderboard is a
-    ``(dataset, protocol, method)``; its runs differ by ``seed`` (and ``fold``)."""
-
-    experiment: str
-    method: str
-    dataset: str
-    protocol: str
-    model: str = ""
-    seed: int | None = None
-    fold: int | None = None
-
-    @property
-    def group(self) -> str:
-        """``<dataset>/<protocol>``: the W&B group, one per benchmark."""
-        return f"{self.dataset}/{self.protocol}"
-
-    @property
-    def tags(self) -> list[str]:
-        return [t for t in (self.dataset, self.protocol, self.method, self.model) if t]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _plain(config: Any) -> dict[str, Any]:
-    """A jsonargparse Namespace / mapping / None as a plain nested dict."""
-    if config is None:
-        return {}
-    if hasattr(config, "as_dict"):
-        return config.as_dict()
-    if isinstance(config, Mapping):
-        return {k: _plain(v) if hasattr(v, "as_dict") else v for k, v in config.items()}
-    return {}
-
-
-def _class_name(node: Any) -> str:
-    if isinstance(node, Mapping):
-        path = node.get("class_path") or node.get("_class_path") or ""
-        return str(path).rsplit(".", 1)[-1]
-    if node is not None and not isinstance(node, (str, int, float, bool)):
-        return type(node).__name__
-    return ""
-
-
-def _init_args(node: Any) -> dict[str, Any]:
-    if isinstance(node, Mapping):
-        args = node.get("init_args")
-        return dict(args) if isinstance(args, Mapping) else {}
-    return dict(vars(node)) if node is not None and hasattr(node, "__dict__") else {}
-
-
-def canonical_dataset(name: str) -> str:
-    """``"DRIVE"`` / ``"CHASEDB1"`` / ``"chase"`` / ``"SyntheticFundus"`` -> the registry
-    names ``drive`` / ``chase_db1`` / ``synthetic`` (unknown names: lower case)."""
-    key = name.strip().lower().replace("-", "_")
-    aliases = {
-        "chasedb1": "chase_db1",
-        "chase": "chase_db1",
-        "syntheticfundus": "synthetic",
-        "idridopticdisc": "idrid",
-        "folderdataset": "folder",
-    }
-    if key in aliases:
-        return aliases[key]
-    try:
-        from retina_lightning.data import DATASETS
-
-        by_class = {cls.__name__.lower(): k for k, cls in DATASETS.items()}
-        return by_class.get(key, key)
-    except ImportError:  # pragma: no cover - the package always has its data module
-        return key
-
-
-def protocol_name(split: Any) -> tuple[str, int | None]:
-    """``(protocol, fold)`` of a split config or object: ``official``, ``first10-10``,
-    ``5fold`` (with its fold), ``loo`` (with the left-out index). Folds are not part of the
-    protocol: the result of a k-fold protocol is the mean over its folds (004 section 5.1)."""
-    cls, args = _class_name(split), _init_args(split)
-    if not cls or cls == "OfficialSplit":
-        return "official", None
-    if cls == "FirstNSplit":
-        n_test = args.get("n_test")
-        return f"first{args.get('n_train')}-{'rest' if n_test is None else n_test}", None
-    if cls == "KFoldSplit":
-        return f"{args.get('num_folds')}fold", args.get("fold")
-    if cls == "LeaveOneOutSplit":
-        return "loo", args.get("index")
-    return cls.lower(), None
-
-
-#: experiment-name suffixes that name the split (``stare/unet_16_4``, ``chase_db1/unet_4fold``,
-#: ``stare/unet_first10``, ``stare/unet_loo``): the protocol is read from the split itself.
-_PROTOCOL_SUFFIX = re.compile(r"_(\d+_\d+|\d+fold|first\d+|loo)$")
-
-
-def method_name(name: str) -> str:
-    """The method of an experiment's last path component: ``unet_16_4`` -> ``unet``,
-    ``unet_5fold`` -> ``unet``; recipe variants stay distinct (``unet_short``)."""
-    return _PROTOCOL_SUFFIX.sub("", name) or name
-
-
-def run_identity(experiment: str | None, config: Any = None) -> RunIdentity:
-    """Method, dataset, protocol, model, seed and fold of a run, from its experiment name
-    (``drive/dpn``) and its resolved config (``config.yaml`` of the run directory, or the
-    CLI's parsed config). The dataset comes from the config's dataset class when there is
-    one, else from the experiment's first path component."""
-    cfg = _plain(config)
-    experiment = experiment or cfg.get("experiment") or ""
-    parts = [p for p in str(experiment).split("/") if p]
-    data = cfg.get("data") or {}
-    data_args = _init_args(data) if "init_args" in data else data
-    dataset_node = data_args.get("dataset")
-    dataset = canonical_dataset(_class_name(dataset_node)) if dataset_node else ""
-    if not dataset:
-        dataset = canonical_dataset(parts[0]) if len(parts) > 1 else "synthetic"
-    protocol, fold = protocol_name(data_args.get("split"))
-    model_cfg = _init_args(cfg.get("model") or {}).get("model") or {}
-    model = _class_name(model_cfg)
-    method = parts[-1] if parts and parts[-1] != "default" else (model.lower() or "unknown")
-    method = method_name(method)
-    seed = cfg.get("seed_everything")
-    seed = int(seed) if isinstance(seed, (int, float)) and not isinstance(seed, bool) else None
-    return RunIdentity(
-        experiment=str(experiment) or method,
-        method=method,
-        dataset=dataset,
-        protocol=protocol,
-        model=model,
-        seed=seed,
-        fold=int(fold) if isinstance(fold, int) else None,
-    )
 
 
 # -------------------------------------------------------------------------- result keys
@@ -533,131 +420,3 @@ def log_test_results(
         if payload:
             run.log(payload)
         run.summary.update(summary)
-
-
-# ------------------------------------------------------------------- offline run folders
-_LOG_BLOCK = 32768
-_LOG_HEADER = struct.Struct("<IHB")  # crc32, length, record type (leveldb log format)
-_FILE_HEADER = struct.Struct("<4sHB")  # b":W&B", magic 0xBEE1, version
-
-
-def _transaction_records(path: Path) -> Iterator[bytes]:
-    """The raw records of a ``run-<id>.wandb`` file (a leveldb-style log: 32 KiB blocks,
-    records split into FULL / FIRST / MIDDLE / LAST chunks)."""
-    data = path.read_bytes()
-    if len(data) < _FILE_HEADER.size or data[:4] != b":W&B":
-        raise ValueError(f"{path}: not a W&B transaction log (no ':W&B' header)")
-    pos, pending = _FILE_HEADER.size, b""
-    while pos + _LOG_HEADER.size <= len(data):
-        left = _LOG_BLOCK - pos % _LOG_BLOCK
-        if left < _LOG_HEADER.size:  # block trailer padding
-            pos += left
-            continue
-        _, length, kind = _LOG_HEADER.unpack_from(data, pos)
-        pos += _LOG_HEADER.size
-        chunk = data[pos : pos + length]
-        pos += length
-        if kind == 1:
-            yield chunk
-        elif kind == 2:
-            pending = chunk
-        elif kind == 3:
-            pending += chunk
-        elif kind == 4:
-            yield pending + chunk
-            pending = b""
-
-
-def _apply(tree: dict[str, Any], items: Iterable[Any], remove: bool = False) -> None:
-    for item in items:
-        path = [item.key] if item.key else list(item.nested_key)
-        if not path:
-            continue
-        node = tree
-        for part in path[:-1]:
-            child = node.get(part)
-            node[part] = child = child if isinstance(child, dict) else {}
-            node = child
-        if remove:
-            node.pop(path[-1], None)
-        else:
-            node[path[-1]] = json.loads(item.value_json)
-
-
-@dataclass
-class OfflineRun:
-    """What :func:`read_offline_run` finds in a ``wandb/offline-run-*`` folder."""
-
-    folder: Path
-    run_id: str
-    name: str
-    group: str
-    project: str
-    config: dict[str, Any]
-    summary: dict[str, Any]
-
-    def table(self, key: str) -> list[dict[str, Any]]:
-        """The rows of a logged ``wandb.Table`` (e.g. ``test/per_image``), or ``[]``."""
-        ref = self.summary.get(key)
-        if not isinstance(ref, Mapping) or not ref.get("path"):
-            return []
-        path = self.folder / "files" / str(ref["path"])
-        if not path.is_file():
-            return []
-        table = json.loads(path.read_text())
-        return [dict(zip(table["columns"], row)) for row in table.get("data", [])]
-
-
-def _unwrap_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """W&B's ``config.yaml`` stores ``{key: {value: v, desc: ...}}``; the log stores ``v``."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping) and "value" in value and set(value) <= {"value", "desc"}:
-            value = value["value"]
-        out[key] = value
-    return out
-
-
-def read_offline_run(folder: str | Path) -> OfflineRun:
-    """Read a W&B run folder: ``files/wandb-summary.json`` and ``files/config.yaml`` when
-    wandb wrote them (online runs, older clients), else the ``run-<id>.wandb`` transaction
-    log, parsed with wandb's protobuf schema (recent clients write nothing else offline)."""
-    folder = Path(folder)
-    files = folder / "files"
-    summary_file, config_file = files / "wandb-summary.json", files / "config.yaml"
-    run_id = folder.name.rsplit("-", 1)[-1]
-    name = group = project = ""
-    config: dict[str, Any] = {}
-    summary: dict[str, Any] = {}
-    logs = sorted(folder.glob("run-*.wandb"))
-    if logs:
-        from wandb.proto import wandb_internal_pb2 as pb
-
-        for raw in _transaction_records(logs[0]):
-            record = pb.Record()
-            record.ParseFromString(raw)
-            kind = record.WhichOneof("record_type")
-            if kind == "run":
-                run = record.run
-                run_id = run.run_id or run_id
-                name, group, project = run.display_name, run.run_group, run.project
-                _apply(config, run.config.update)
-                _apply(summary, run.summary.update)
-            elif kind == "config":
-                _apply(config, record.config.update)
-                _apply(config, record.config.remove, remove=True)
-            elif kind == "summary":
-                _apply(summary, record.summary.update)
-                _apply(summary, record.summary.remove, remove=True)
-    if summary_file.is_file():
-        summary.update(json.loads(summary_file.read_text()))
-    if config_file.is_file():
-        import yaml
-
-        config.update(yaml.safe_load(config_file.read_text()) or {})
-    if not logs and not summary_file.is_file():
-        raise FileNotFoundError(
-            f"{folder}: no run-*.wandb log and no files/wandb-summary.json; is this a W&B run "
-            "folder (wandb/offline-run-* or wandb/run-*)?"
-        )
-    return OfflineRun(folder, run_id, name, group, project, _unwrap_config(config), summary)

@@ -358,6 +358,88 @@ def test_wandb_api_is_not_touched_offline(runs_dir: Path, monkeypatch):
     assert len(runs) == 5
 
 
+def _wandb_offline_folder(run: Path) -> Path:
+    """What RetinaWandbLogger leaves in a run folder offline: ``wandb/run_id`` and a
+    ``wandb/offline-run-<stamp>-<id>`` folder, here with a summary and a config that disagree
+    with the run's own files, so that a result read from them would show."""
+    folder = run / "wandb" / "offline-run-20260101_000000-abcd1234"
+    (folder / "files").mkdir(parents=True)
+    (run / "wandb" / "run_id").write_text("abcd1234\n")
+    summary = {"test/auroc": 0.5, "test/f1@opt": 0.5}
+    (folder / "files" / "wandb-summary.json").write_text(json.dumps(summary))
+    retina = {"method": "from-wandb", "dataset": "stare", "protocol": "loo", "seed": 99}
+    config = {"retina": {"value": {**retina, "run_dir": str(run)}}}
+    (folder / "files" / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "run-abcd1234.wandb").write_bytes(b":W&B\xe1\xbe\x00")  # private format
+    return folder
+
+
+def test_a_run_with_a_wandb_folder_is_read_once_from_metrics_json(runs_dir: Path, recwarn):
+    dpn1 = runs_dir / "drive" / "dpn" / "20260101-000000"
+    _wandb_offline_folder(dpn1)
+    kfold = {"class_path": "x.KFoldSplit", "init_args": {"num_folds": 4, "fold": 2}}
+    chase = write_run(runs_dir, "chase_db1/unet_4fold", "20260101-000000", 5, 0.97, 0.8, UNET_F1[0])
+    (chase / "config.yaml").write_text(yaml.safe_dump(_config(5, "CHASEDB1", kfold)))
+    _wandb_offline_folder(chase)
+    runs = collect_runs([runs_dir])
+    assert len(runs) == 6 and {r.origin for r in runs} == {"results"}
+    got = {(r.method, r.dataset, r.protocol, r.seed, r.fold): r for r in runs}
+    r = got["dpn", "drive", "official", 1, None]
+    assert r.metrics["auroc"] == DPN_AUROC[1] and r.metrics["f1@opt"] == pytest.approx(0.83)
+    assert r.source == str(dpn1 / "test" / "metrics.json") and len(r.per_image) == 6
+    assert got["unet", "chase_db1", "4fold", 5, 2].metrics["auroc"] == 0.97
+    assert not [w for w in recwarn if "W&B" in str(w.message)]
+
+
+def test_a_wandb_folder_without_test_results_says_how_to_get_them(tmp_path: Path, capsys):
+    run = tmp_path / "runs" / "drive" / "dpn" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(_config(0)))
+    folder = _wandb_offline_folder(run)
+    for path in (folder, run / "wandb"):
+        with pytest.warns(UserWarning, match=r"run `retina test .*`wandb sync") as caught:
+            assert collect_runs([path]) == []
+        assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    assert collect_runs([tmp_path / "runs"]) == []  # a fit-only run among others: silent
+    with pytest.warns(UserWarning, match="retina test"):
+        assert leaderboard_main([str(folder)]) == 1
+    assert "retina test" in capsys.readouterr().err
+    # the W&B folder of an evaluated run: its results are in the run folder
+    write_run(tmp_path / "runs", "drive/unet", "20260101-000000", 0, 0.97, 0.8, UNET_F1[0])
+    tested = _wandb_offline_folder(tmp_path / "runs" / "drive" / "unet" / "20260101-000000")
+    with pytest.warns(UserWarning, match="pass the run folder"):
+        assert collect_runs([tested]) == []
+
+
+class _ApiRun:
+    def __init__(self, name: str, auroc: float, run_dir: str) -> None:
+        retina = {"method": name, "dataset": "drive", "protocol": "official", "seed": 4}
+        self.name, self.group, self.id = name, "drive/official", f"id-{name}"
+        self.url = f"https://wandb.ai/me/retina-lightning/runs/{self.id}"
+        self.config = {"retina": {**retina, "run_dir": run_dir}}
+        self.summary = type("Summary", (), {"_json_dict": {"test/auroc": auroc}})()
+
+
+def test_wandb_project_runs_through_the_public_api(runs_dir: Path, monkeypatch):
+    local = next((runs_dir / "drive" / "dpn").iterdir())
+    api_runs = [_ApiRun("dpn", 0.5, str(local)), _ApiRun("iternet", 0.98, "/cluster/runs/x")]
+    api = type("Api", (), {"runs": lambda self, project: api_runs})
+    import wandb
+
+    monkeypatch.setattr(wandb, "Api", api)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    runs = collect_runs([runs_dir], wandb_project="me/retina-lightning")
+    assert len(runs) == 6  # the synced copy of a local run is not counted twice
+    (online,) = [r for r in runs if r.origin == "wandb-api"]
+    assert (online.method, online.dataset, online.protocol, online.seed) == (
+        "iternet",
+        "drive",
+        "official",
+        4,
+    )
+    assert online.metrics == {"auroc": 0.98} and online.source == api_runs[1].url
+
+
 def test_reference_rows_cite_their_papers():
     for rec in REPORTED:
         assert rec.source in PAPERS or rec.source == "data", rec

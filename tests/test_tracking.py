@@ -1,5 +1,5 @@
-"""W&B offline runs (no network), run identity, the run-directory CSV logger, and reading
-offline runs back into the leaderboard."""
+"""W&B offline runs (no network), run identity, the run-directory CSV logger, test results
+sent to W&B, and the leaderboard reading a tracked run from its metrics.json."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from retina_lightning.tracking import (
     flatten_report,
     log_test_results,
     protocol_name,
-    read_offline_run,
     run_identity,
     wandb_api_key_configured,
     wandb_online,
@@ -157,7 +156,43 @@ def test_csv_logger_appends_to_an_existing_run(tmp_path):
     assert Path(explicit.log_dir) == tmp_path / "elsewhere"
 
 
-def test_offline_wandb_run_holds_the_test_results(offline_wandb, tmp_path, tiny_datamodule):
+class _FakeWandbRun:
+    """The two methods of a ``wandb`` run that :func:`log_test_results` calls."""
+
+    def __init__(self) -> None:
+        self.logged: list[dict] = []
+        self.summary: dict = {}
+
+    def log(self, payload: dict) -> None:
+        self.logged.append(payload)
+
+
+def test_log_test_results_fills_the_wandb_summary(no_credentials, tmp_path):
+    import wandb
+    from PIL import Image
+
+    report = {"pooled": {"auroc": 0.9, "f1@opt": 0.8}, "per_image_mean": {"f1@opt": 0.79}}
+    rows = [{"image": "01_test", "f1@opt": 0.78}, {"image": "02_test", "f1@opt": 0.8}]
+    Image.new("RGB", (8, 8)).save(tmp_path / "roc.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    wb, csv_logger = RetinaWandbLogger(offline=True), RunCSVLogger(save_dir=str(tmp_path))
+    wb._experiment = run = _FakeWandbRun()
+    log_test_results([csv_logger, wb], report, rows, [tmp_path / "roc.png", tmp_path / "notes.txt"])
+    assert run.summary == {"test/auroc": 0.9, "test/f1@opt": 0.8, "test/per_image/f1@opt": 0.79}
+    (payload,) = run.logged
+    assert set(payload) == {"test/per_image", "test/figures/roc"}
+    table = payload["test/per_image"]
+    assert isinstance(table, wandb.Table) and table.columns == ["image", "f1@opt"]
+    assert table.data == [["01_test", 0.78], ["02_test", 0.8]]
+    log_test_results([csv_logger], report, rows)  # no W&B logger: nothing to do, no error
+
+
+def test_offline_wandb_run_sits_in_the_run_folder(offline_wandb, tmp_path, tiny_datamodule):
+    """A fit + test with the W&B logger offline: the W&B folder lands in the run folder, and
+    the leaderboard lists the run once, from ``test/metrics.json``, with the identity of the
+    run's config (the W&B folder is not read, issue 12)."""
+    import yaml
+
     from retina_lightning.models import UNet
     from retina_lightning.tasks import SegmentationTask
 
@@ -167,8 +202,14 @@ def test_offline_wandb_run_holds_the_test_results(offline_wandb, tmp_path, tiny_
         "seed_everything": 3,
         "data": {"init_args": {"dataset": {"class_path": "x.SyntheticFundus"}}},
     }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))  # as LightningCLI saves it
     wb, csv_logger = RetinaWandbLogger(tags=["smoke"]), RunCSVLogger()
     configure_loggers([wb, csv_logger], run_dir, "synthetic/unet", config, "fit")
+    init = wb._wandb_init
+    assert (init["name"], init["group"], init["job_type"]) == ("unet", "synthetic/official", "fit")
+    assert {"smoke", "synthetic", "official", "unet"} <= set(init["tags"])
+    assert init["config"]["retina"]["seed"] == 3
+    assert init["config"]["retina"]["run_dir"] == str(run_dir.resolve())
     task = SegmentationTask(UNet(3, 1, base_channels=4, depth=2), connectivity=False)
     dm = tiny_datamodule(steps_per_epoch=2, batch_size=2)
     trainer = Trainer(
@@ -183,38 +224,31 @@ def test_offline_wandb_run_holds_the_test_results(offline_wandb, tmp_path, tiny_
     trainer.fit(task, datamodule=dm)
     task.results_dir = run_dir / "test"
     trainer.test(task, datamodule=dm, verbose=False)
-    # the task calls log_test_results; an extra call for a CSV-only logger list is a no-op
-    log_test_results([csv_logger], task.test_report, [], [])
     import wandb
 
     wandb.finish()
     wandb.teardown()  # waits for the service process to flush the offline run to disk
 
-    folders = list((run_dir / "wandb").glob("offline-run-*"))
-    assert len(folders) == 1 and (run_dir / "metrics.csv").is_file()
-    run = read_offline_run(folders[0])
-    assert (run.name, run.group, run.project) == ("unet", "synthetic/official", "retina-lightning")
-    assert run.config["retina"]["seed"] == 3 and run.config["retina"]["method"] == "unet"
-    expected = {f"test/{k}": v for k, v in flatten_report(task.test_report).items()}
-    assert set(expected) <= set(run.summary)
-    for key, value in expected.items():
-        assert run.summary[key] == pytest.approx(value, nan_ok=True), key
-    table = run.table("test/per_image")
-    assert [r["image"] for r in table] == [
-        r["image"] for r in read_per_image_csv(run_dir / "test" / "per_image.csv")
-    ]
-
-    # the leaderboard reads the W&B folder back, and skips it next to the run's own files
-    from_wandb = collect_runs([folders[0]])
-    assert len(from_wandb) == 1 and from_wandb[0].origin == "wandb-offline"
-    r = from_wandb[0]
-    assert (r.method, r.dataset, r.protocol, r.seed) == ("unet", "synthetic", "official", 3)
+    (folder,) = (run_dir / "wandb").glob("offline-run-*")
+    run_id = (run_dir / "wandb" / "run_id").read_text().strip()
+    assert folder.name.endswith(f"-{run_id}") and (run_dir / "metrics.csv").is_file()
+    (r,) = collect_runs([tmp_path / "runs"])
+    assert (r.origin, r.source) == ("results", str(run_dir / "test" / "metrics.json"))
+    assert (r.method, r.dataset, r.protocol, r.seed, r.fold) == (
+        "unet",
+        "synthetic",
+        "official",
+        3,
+        None,
+    )
     assert r.metrics["auroc"] == pytest.approx(task.test_report["pooled"]["auroc"], abs=1e-12)
+    assert not math.isnan(r.metrics["f1@opt"])
     assert r.num_images == task.test_report["num_images"] and len(r.per_image) == r.num_images
-    both = collect_runs([tmp_path / "runs"])
-    assert [x.origin for x in both] == ["results"]
-    assert both[0].metrics["auroc"] == pytest.approx(r.metrics["auroc"], abs=1e-12)
-    assert not math.isnan(both[0].metrics["f1@opt"])
+    assert [x["image"] for x in r.per_image] == [
+        x["image"] for x in read_per_image_csv(run_dir / "test" / "per_image.csv")
+    ]
+    with pytest.warns(UserWarning, match="pass the run folder"):
+        assert collect_runs([folder]) == []
 
 
 @pytest.mark.slow
@@ -252,9 +286,8 @@ def test_cli_with_the_wandb_trainer_config(offline_wandb, tmp_path, monkeypatch)
     assert (run_dir / "metrics.csv").is_file() and (run_dir / "test" / "metrics.json").is_file()
     folders = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(folders) == 2  # fit and test: the same W&B run id, continued
-    runs = [read_offline_run(f) for f in folders]
-    assert runs[0].run_id == runs[1].run_id
-    assert "test/auroc" in runs[1].summary and runs[1].name == "unet"
+    run_id = (run_dir / "wandb" / "run_id").read_text().strip()
+    assert all(f.name.endswith(f"-{run_id}") for f in folders)
     assert not (tmp_path / "wandb").exists()
 
 

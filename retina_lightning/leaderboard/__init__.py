@@ -4,7 +4,7 @@ seeds, paired per-image tests between methods, and train x test cross-dataset ma
 One module per job:
 
 * :mod:`~retina_lightning.leaderboard.results`: collecting runs (:func:`collect_runs`) from
-  ``metrics.json`` / ``per_image.csv`` / ``config.yaml`` and W&B run folders;
+  ``metrics.json`` / ``per_image.csv`` / ``config.yaml`` and (online) a W&B project;
 * :mod:`~retina_lightning.leaderboard.tables`: the table (:func:`leaderboard_table`),
   Markdown / CSV;
 * :mod:`~retina_lightning.leaderboard.stats`: paired per-image tests
@@ -31,7 +31,7 @@ from retina_lightning.leaderboard.results import (
     collect_runs,
     read_per_image_csv,
     result_from_files,
-    result_from_wandb_folder,
+    result_from_wandb_summary,
 )
 from retina_lightning.leaderboard.stats import (
     PairedComparison,
@@ -65,6 +65,6 @@ __all__ = [
     "per_image_rows",
     "read_per_image_csv",
     "result_from_files",
-    "result_from_wandb_folder",
+    "result_from_wandb_summary",
     "save_method_boxplot",
 ]

@@ -117,7 +117,11 @@ def leaderboard_main(argv: Sequence[str] | None = None) -> int:
         "numbers; paired per-image tests between methods. `retina leaderboard cross --help` "
         "for cross-dataset matrices.",
     )
-    parser.add_argument("paths", nargs="*", help="run folders / W&B folders (default: runs)")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        help="run folders or folders of runs holding test*/metrics.json (default: runs)",
+    )
     parser.add_argument("--metric", action="append", help=f"column(s); default {DEFAULT_METRICS}")
     parser.add_argument("--sort", help="metric to sort by (default: the first --metric)")
     parser.add_argument("--format", choices=["md", "csv"], default="md")
@@ -129,7 +133,7 @@ def leaderboard_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--project", help="also read this W&B project (only when online)")
     parser.add_argument("--all-tests", action="store_true", help="keep test-2/... evaluations")
     ns = parser.parse_args(argv)
-    paths = ns.paths or [p for p in ("runs", "wandb") if Path(p).is_dir()]
+    paths = ns.paths or [p for p in ("runs",) if Path(p).is_dir()]
     if not paths and not ns.project:
         print("retina leaderboard: no runs/ folder here; pass the folders to read", file=sys.stderr)
         return 2

@@ -3,12 +3,16 @@
 Sources of runs:
 
 * the suite's own results: ``<runs>/<experiment>/<timestamp>/test*/metrics.json`` with
-  ``per_image.csv`` beside it and the run's ``config.yaml`` (method, dataset, split, seed);
-* W&B run folders (``wandb/offline-run-*``, ``wandb/run-*``) written by
-  :class:`~retina_lightning.tracking.RetinaWandbLogger`, read without a server;
+  ``per_image.csv`` beside it and the run's ``config.yaml`` (method, dataset, split, seed),
+  which every ``retina test`` writes;
 * the W&B public API (``wandb.Api().runs(project)``), only when W&B may go online
   (:func:`~retina_lightning.tracking.wandb_online`): nothing here touches the network
   otherwise.
+
+W&B's local run folders (``<run>/wandb/offline-run-*``) are not read: they are a private,
+versioned format that changes with wandb releases, and the run folder that holds them holds
+the same results in ``test*/metrics.json`` (issue 12). Pointed at one, :func:`collect_runs`
+says where the results are or how to make them.
 """
 
 from __future__ import annotations
@@ -23,15 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retina_lightning.tracking import (
-    SPEED_KEYS,
-    OfflineRun,
-    canonical_dataset,
-    flatten_report,
-    read_offline_run,
-    run_identity,
-    wandb_online,
-)
+from retina_lightning.identity import canonical_dataset, run_identity
+from retina_lightning.tracking import SPEED_KEYS, flatten_report, wandb_online
 
 #: Keys of flattened reports that describe a run rather than measure it.
 _NON_METRICS = ("num_images", "num_parameters", *SPEED_KEYS)
@@ -52,7 +49,7 @@ class RunResult:
             without speed / size keys: ``auroc``, ``f1@opt``, ``per_image/f1@opt``...).
         per_image: one dict per test image (``image`` plus per-image metrics), possibly empty.
         second_observer: the human baseline on the same test images, when the data has one.
-        origin: ``results`` (metrics.json), ``wandb-offline`` or ``wandb-api``.
+        origin: ``results`` (metrics.json) or ``wandb-api`` (a W&B project).
         source: the file, folder or URL it was read from.
     """
 
@@ -187,16 +184,19 @@ def result_from_files(metrics_json: str | Path, root: str | Path | None = None) 
     )
 
 
-def _result_from_summary(
+def result_from_wandb_summary(
     summary: Mapping[str, Any],
     config: Mapping[str, Any],
     name: str,
     group: str,
-    origin: str,
     source: str,
-    per_image: list[dict[str, Any]],
-    run_id: str | None,
+    run_id: str | None = None,
 ) -> RunResult | None:
+    """A :class:`RunResult` from a W&B run's summary (``test/<key>`` of
+    :func:`~retina_lightning.tracking.flatten_report`) and config (the ``retina`` key that
+    :class:`~retina_lightning.tracking.RetinaWandbLogger` stores); ``None`` for a run without
+    test results. ``name`` and ``group`` (``<dataset>/<protocol>``) stand in for a missing
+    ``retina`` key."""
     flat = {
         k[len("test/") :]: float(v)
         for k, v in summary.items()
@@ -213,7 +213,6 @@ def _result_from_summary(
         dataset=canonical_dataset(str(retina.get("dataset") or g_dataset or "unknown")),
         protocol=str(retina.get("protocol") or g_protocol or "official"),
         metrics=metrics,
-        per_image=per_image,
         model=str(retina.get("model") or ""),
         experiment=str(retina.get("experiment") or name or ""),
         seed=retina.get("seed"),
@@ -222,29 +221,11 @@ def _result_from_summary(
         num_images=_int_or_none(facts.get("num_images")),
         images_per_s=_speed(facts),
         second_observer=observer or None,
-        origin=origin,
+        origin="wandb-api",
         source=source,
         run_dir=str(Path(run_dir).resolve()) if run_dir else None,
         run_id=run_id,
     )
-
-
-def result_from_wandb_folder(folder: str | Path) -> RunResult | None:
-    """A :class:`RunResult` from a W&B run folder (``None`` if it holds no test results)."""
-    run: OfflineRun = read_offline_run(folder)
-    result = _result_from_summary(
-        run.summary,
-        run.config,
-        run.name,
-        run.group,
-        "wandb-offline",
-        str(run.folder),
-        run.table("test/per_image"),
-        run.run_id,
-    )
-    if result is not None:  # RetinaWandbLogger writes into <run_dir>/wandb/
-        result.run_dir = str(run.folder.resolve().parent.parent)
-    return result
 
 
 def _wandb_api_runs(project: str) -> list[RunResult]:
@@ -256,19 +237,32 @@ def _wandb_api_runs(project: str) -> list[RunResult]:
     out = []
     for run in wandb.Api().runs(project):
         summary = dict(getattr(run.summary, "_json_dict", {}) or {})
-        result = _result_from_summary(
-            summary, dict(run.config), run.name, run.group or "", "wandb-api", run.url, [], run.id
+        result = result_from_wandb_summary(
+            summary, dict(run.config), run.name, run.group or "", run.url, run.id
         )
         if result is not None:
             out.append(result)
     return out
 
 
-def _wandb_folders(root: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in root.rglob("*run-*")
-        if p.is_dir() and p.parent.name == "wandb" and re.match(r"(offline-)?run-", p.name)
+def _wandb_folder_notice(path: Path) -> str | None:
+    """What to say when ``path`` is W&B's folder of a run (``<run>/wandb`` or
+    ``<run>/wandb/offline-run-*``), which the leaderboard does not read; ``None`` otherwise."""
+    if path.name == "wandb":
+        run_dir = path.parent
+    elif path.parent.name == "wandb" and re.match(r"(offline-)?run-", path.name):
+        run_dir = path.parent.parent
+    else:
+        return None
+    if any(run_dir.glob("test*/metrics.json")):
+        return (
+            f"{path}: W&B's run files are not read (the leaderboard reads test*/metrics.json); "
+            f"this run's results are there: pass the run folder {run_dir}"
+        )
+    return (
+        f"{path}: a W&B run without test results (the leaderboard reads test*/metrics.json, not "
+        f"W&B's run files): run `retina test --config <config> --ckpt_path best` for the run in "
+        f"{run_dir}, or upload it with `wandb sync {path}` and pass --project <entity>/<project>"
     )
 
 
@@ -277,8 +271,8 @@ def collect_runs(
     wandb_project: str | None = None,
     latest_only: bool = True,
 ) -> list[RunResult]:
-    """Every evaluated run under ``paths`` (folders are searched recursively; a
-    ``metrics.json`` or a W&B run folder can also be given directly).
+    """Every evaluated run under ``paths`` (folders are searched recursively for
+    ``test*/metrics.json``; a ``metrics.json`` can also be given directly).
 
     Args:
         paths: run roots (``runs/``), experiment folders, run folders or files.
@@ -287,12 +281,11 @@ def collect_runs(
         latest_only: of several evaluations of one run on the same dataset (``test/``,
             ``test-2/``...), keep the latest.
 
-    A W&B run folder that belongs to a run whose ``metrics.json`` was found is skipped (the
-    same evaluation twice); of several W&B folders of one run id (a resumed run), the one
-    with test results read last wins.
+    A path that is W&B's folder of a run (``<run>/wandb``, ``<run>/wandb/offline-run-*``)
+    gives a warning saying where the run's results are, or how to make them. A run of the W&B
+    project whose run folder was read here is skipped (the same evaluation twice).
     """
     results: list[RunResult] = []
-    wandb_results: dict[str, RunResult] = {}
     for path in map(Path, paths):
         if not path.exists():
             raise LeaderboardError(f"{path}: no such file or folder")
@@ -301,21 +294,13 @@ def collect_runs(
                 raise LeaderboardError(f"{path}: expected a folder or a test metrics.json")
             results.append(result_from_files(path))
             continue
-        if re.match(r"(offline-)?run-", path.name) and path.parent.name == "wandb":
-            folders = [path]
-        else:
-            folders = _wandb_folders(path)
+        notice = _wandb_folder_notice(path)
+        if notice:
+            warnings.warn(notice, stacklevel=2)
+            continue
         tests = sorted(p for p in path.rglob("metrics.json") if p.parent.name.startswith("test"))
         for metrics_json in tests:
             results.append(result_from_files(metrics_json, root=path))
-        for folder in folders:
-            try:
-                result = result_from_wandb_folder(folder)
-            except (OSError, ValueError) as err:
-                warnings.warn(f"{folder}: skipped, not readable ({err})", stacklevel=2)
-                continue
-            if result is not None:
-                wandb_results[result.run_id or str(folder)] = result
     if latest_only:
         latest: dict[tuple[str, str], RunResult] = {}
         for r in results:
@@ -326,11 +311,14 @@ def collect_runs(
             ):
                 latest[key] = r
         results = list(latest.values())
-    seen_dirs = {r.run_dir for r in results}
-    results += [r for r in wandb_results.values() if not r.run_dir or r.run_dir not in seen_dirs]
     if wandb_project:
         if wandb_online():
-            results += _wandb_api_runs(wandb_project)
+            seen_dirs = {r.run_dir for r in results}
+            results += [
+                r
+                for r in _wandb_api_runs(wandb_project)
+                if not r.run_dir or r.run_dir not in seen_dirs
+            ]
         else:
             warnings.warn(
                 f"W&B project {wandb_project!r} not read: W&B is offline (WANDB_MODE, or no API "
