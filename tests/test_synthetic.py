@@ -8,15 +8,10 @@ from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
 from retina_lightning.data.base import DatasetError
-from retina_lightning.data.synthetic import (
-    SyntheticFundus,
-    _cached_fundus,
-    _Centrelines,
-    _Geometry,
-    _label_maps,
-    _rasterise,
-    generate_fundus,
-)
+from retina_lightning.data.synthetic import SyntheticFundus, generate_fundus
+from retina_lightning.data.synthetic.dataset import _cached_fundus
+from retina_lightning.data.synthetic.raster import _label_maps, _rasterise
+from retina_lightning.data.synthetic.vessels import _Centrelines, _Geometry
 from retina_lightning.types import ARTERY, BACKGROUND, VEIN
 
 SMALL = (96, 112)

@@ -111,7 +111,7 @@ def _account(report: SubsetReport, sample: Sample, totals: list[int]) -> None:
 def check_dataset(dataset: RetinaDataset) -> DataReport:
     """Read every image of every subset of ``dataset`` and collect statistics and problems.
 
-    Readers with a ``scan`` / ``read`` pair (the file datasets of ``datasets.py``) are checked
+    Readers with a ``scan`` / ``read`` pair (the file datasets of ``data/datasets/``) are checked
     file by file; any other :class:`RetinaDataset` through ``load``.
     """
     root = str(dataset.root) if dataset.root is not None else None

@@ -1,5 +1,5 @@
 """Tiny fixture folders in the exact published layouts of the datasets in
-``retina_lightning/data/datasets.py`` (40x48 px images, a few per subset).
+``retina_lightning/data/datasets/`` (40x48 px images, a few per subset).
 
 Every image is a synthetic fundus: a bright disc (the FOV) on a near-black surround, crossed
 by a few dark lines (the vessels). :func:`fundus` gives the arrays; the ``make_*`` functions
