@@ -24,6 +24,8 @@ result does not depend on the number of processes.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torchmetrics
@@ -120,6 +122,36 @@ def image_metrics(
     for name, thr in thresholds.items():
         for key, value in confusion_metrics(*counts_at(p, t, thr)).items():
             row[f"{key}@{name}"] = value
+    return row
+
+
+def image_row(
+    name: str,
+    prob: Tensor,
+    target: Tensor,
+    fov: Tensor | None,
+    thresholds: dict[str, float],
+    *,
+    unmasked: bool = False,
+    connectivity: bool = False,
+) -> dict[str, Any]:
+    """One test image's ``per_image.csv`` row: ``image``, :func:`image_metrics` inside
+    ``fov``; with ``unmasked``, ``nofov_*`` columns scored on every pixel at 0.5 (004's
+    protocol); with ``connectivity``, IterNet's connectivity area
+    (:func:`~retina_lightning.measure.connectivity_curve`, CPU)."""
+    row: dict[str, Any] = {"image": name}
+    row.update(image_metrics(prob, target, fov, thresholds))
+    if unmasked:
+        whole = image_metrics(prob, target, None, {"0.5": 0.5})
+        row.update({f"nofov_{k}": v for k, v in whole.items()})
+    if connectivity:
+        from retina_lightning.measure import connectivity_curve
+
+        inside = fov.cpu().numpy() if fov is not None else None
+        _, _, area = connectivity_curve(
+            prob.float().cpu().numpy(), target.cpu().numpy() > 0, inside
+        )
+        row["connectivity"] = float(area)
     return row
 
 
@@ -263,3 +295,71 @@ def summarize_rows(rows: list[dict[str, float]]) -> dict[str, tuple[float, float
         std = float(values.std()) if values.numel() > 1 else 0.0
         out[key] = (float(values.mean()), std)
     return out
+
+
+#: ``metrics.json``'s description of the unmasked scores (``unmasked_metrics``).
+UNMASKED_PROTOCOL = "every image pixel (no FOV mask), threshold 0.5 (004)"
+
+
+def build_test_report(
+    *,
+    model: str,
+    num_parameters: int,
+    thresholds: Mapping[str, float],
+    threshold_criterion: str,
+    metrics_in_fov: bool,
+    pooled: Mapping[str, float],
+    rows: Sequence[Mapping[str, Any]],
+    infer_seconds: float = 0.0,
+    unmasked_pooled: Mapping[str, float] | None = None,
+    per_class: Mapping[str, tuple[Mapping[str, float], Sequence[int]]] | None = None,
+    second_counts: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """The test report (``metrics.json``) from the numbers a test run collected.
+
+    Args:
+        model, num_parameters: the network's class name and size.
+        thresholds: the operating points, ``{"0.5": 0.5, "opt": t}``.
+        threshold_criterion: how ``opt`` was chosen (``"youden"``, ``"f1"`` or ``"fixed"``).
+        metrics_in_fov: whether only FOV pixels were counted.
+        pooled: :meth:`PooledBinaryMetrics.report` of every test pixel.
+        rows: one dict per image (``image`` plus numeric columns, e.g. :func:`image_metrics`;
+            ``nofov_*`` columns are the unmasked per-image scores), in dataset order.
+        infer_seconds: model inference time of all images (``images_per_s``; ``None`` if 0).
+        unmasked_pooled: the pooled scores without FOV mask (004's protocol, issue 12): adds
+            the ``unmasked`` section.
+        per_class: one-vs-rest ``{name: (threshold-free metrics, (TP, FP, TN, FN))}`` of each
+            foreground class (artery / vein): adds ``per_class``.
+        second_counts: (TP, FP, TN, FN) of the second human observer against the first;
+            adds ``second_observer`` when any pixel was counted.
+    """
+    per_image = summarize_rows(list(rows))
+    report: dict[str, Any] = {
+        "model": model,
+        "num_parameters": num_parameters,
+        "thresholds": dict(thresholds),
+        "threshold_criterion": threshold_criterion,
+        "metrics_in_fov": metrics_in_fov,
+        "num_images": len(rows),
+        # model inference only (preprocessed image on the device -> probabilities)
+        "images_per_s": len(rows) / infer_seconds if infer_seconds else None,
+        "pooled": dict(pooled),
+        "per_image_mean": {k: v[0] for k, v in per_image.items()},
+        "per_image_std": {k: v[1] for k, v in per_image.items()},
+    }
+    if unmasked_pooled is not None:
+        nofov = {k[len("nofov_") :]: v for k, v in per_image.items() if k.startswith("nofov_")}
+        report["unmasked"] = {
+            "protocol": UNMASKED_PROTOCOL,
+            "pooled": dict(unmasked_pooled),
+            "per_image_mean": {k: v[0] for k, v in nofov.items()},
+            "per_image_std": {k: v[1] for k, v in nofov.items()},
+        }
+    if per_class:
+        report["per_class"] = {
+            name: {**{k: float(v) for k, v in free.items()}, **confusion_metrics(*counts)}
+            for name, (free, counts) in per_class.items()
+        }
+    if second_counts is not None and sum(second_counts):
+        report["second_observer"] = confusion_metrics(*second_counts)
+    return report

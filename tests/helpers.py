@@ -102,3 +102,21 @@ def whole_image_items(image: torch.Tensor, label: torch.Tensor, fov: torch.Tenso
         }
         for i in range(len(label))
     ]
+
+
+def quiet_trainer(root, **kwargs):
+    """A CPU Trainer for tests: no logger, checkpoints, progress bar or model summary; results
+    under ``root``; ``kwargs`` override."""
+    from lightning import Trainer
+
+    settings = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
+    settings.update(kwargs)
+    return Trainer(**settings)

@@ -14,19 +14,11 @@ from torch import nn
 from retina_lightning.models import UNet
 from retina_lightning.tasks import SegmentationTask
 from retina_lightning.types import ARTERY, VEIN
-from tests.helpers import InputLogits, whole_image_items
+from tests.helpers import InputLogits, quiet_trainer, whole_image_items
 
 
-def _trainer(tmp_path) -> Trainer:
-    return Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+def _trainer(tmp_path, **kwargs):
+    return quiet_trainer(tmp_path, **kwargs)
 
 
 def _av_case(n: int = 3, side: int = 20):

@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from lightning import Trainer
 from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_curve
 from torch import nn
 
+from retina_lightning.callbacks import format_report
 from retina_lightning.losses import BCELoss, DeepSupervisionLoss
 from retina_lightning.models import UNet
 from retina_lightning.tasks import SegmentationTask
-from retina_lightning.tasks.segmentation import NonFiniteLossError, format_report
+from retina_lightning.tasks.segmentation import NonFiniteLossError
 from retina_lightning.types import SegOutput
-from tests.helpers import InputLogits, whole_image_items
+from tests.helpers import InputLogits, quiet_trainer, whole_image_items
 
 
 class TwoHeads(nn.Module):
@@ -36,17 +36,7 @@ class TwoHeads(nn.Module):
 
 
 def _trainer(tmp_path, **kwargs):
-    defaults = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    defaults.update(kwargs)
-    return Trainer(**defaults)
+    return quiet_trainer(tmp_path, **kwargs)
 
 
 def _batch():

@@ -10,12 +10,15 @@ Thresholds follow the a-priori protocol: the operating point ("opt") is chosen o
 validation images at every validation epoch (``threshold_criterion``: Youden's ROC optimum, or
 the maximal-F1 point of bob.ip.binseg) and kept in the ``threshold`` buffer, so it travels
 inside the checkpoint and is applied unchanged to the test images.
+
+A test assembles ``test_report`` (:func:`~retina_lightning.metrics.build_test_report`); its
+files, figures and logger tables are written by :class:`~retina_lightning.callbacks.ReportWriter`,
+which the task attaches itself (``configure_callbacks``), so a plain ``Trainer.test`` writes
+them too (issue 12).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -23,10 +26,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from lightning import LightningModule
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from retina_lightning.callbacks import ReportWriter
 from retina_lightning.data.resolution import resize_probabilities
 from retina_lightning.inference import Inferer
 from retina_lightning.losses import BCELoss, CrossEntropyLoss, compute_loss
@@ -34,11 +38,10 @@ from retina_lightning.metrics import (
     CONFUSION_METRICS,
     THRESHOLD_CRITERIA,
     PooledBinaryMetrics,
-    confusion_metrics,
+    build_test_report,
     counts_at,
-    image_metrics,
+    image_row,
     select_fov,
-    summarize_rows,
 )
 from retina_lightning.precision import float32_inference
 from retina_lightning.types import AV_CLASS_NAMES, as_output
@@ -155,11 +158,14 @@ class SegmentationTask(LightningModule):
             {str(c): PooledBinaryMetrics(bins=auroc_bins) for c in range(1, self.num_classes)}
         )
         self._class_counts = np.zeros((max(self.num_classes, 1), 4), dtype=np.int64)
-        self._panels: dict[str, dict[str, Any]] = {}
         self._infer_seconds = 0.0
+        #: where the test's files go (:class:`~retina_lightning.callbacks.ReportWriter`);
+        #: ``None``: ``<default_root_dir>/test``
         self.results_dir: Path | None = None
+        #: the last test's report (``metrics.json``), per-image rows and pooled ROC / PR curves
         self.test_report: dict[str, Any] | None = None
-        self._rows: list[dict[str, Any]] = []
+        self.test_rows: list[dict[str, Any]] = []
+        self.test_curves: dict[str, Tensor] = {}
         self._second_counts = np.zeros(4, dtype=np.int64)
         #: float16 autocast for inference on CUDA (``retina predict --amp``); not saved
         self.half_inference = False
@@ -271,14 +277,24 @@ class SegmentationTask(LightningModule):
             self.log(f"val/{key}", report[key], prog_bar=key in ("auroc", "f1@opt"))
         self.log("val/threshold", self.threshold)
 
+    def configure_callbacks(self) -> list[Callback]:
+        # the test report's files, figures and tables (issue 12); a ReportWriter the caller
+        # gave the Trainer (or one attached by an earlier fit / test) is kept
+        if self._trainer is not None and any(
+            isinstance(c, ReportWriter) for c in self.trainer.callbacks
+        ):
+            return []
+        return [ReportWriter()]
+
     def on_test_epoch_start(self) -> None:
-        self._rows = []
+        self.test_rows = []
         self._second_counts[:] = 0
         self._class_counts[:] = 0
-        self._panels = {}
         self._infer_seconds = 0.0
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """Update the pooled metrics and score each image; returns the batch's per-image rows
+        and vessel probabilities ``(B, H, W)`` for the callbacks (best / worst panels)."""
         start = time.perf_counter()
         probs = self.batch_probs(batch)
         if probs.device.type == "cuda":
@@ -298,115 +314,86 @@ class SegmentationTask(LightningModule):
                 p, t = select_fov((predicted == c).float(), (label == c).long(), fov)
                 self._class_counts[c] += np.array(counts_at(p, t, 0.5))
         thresholds = {"0.5": 0.5, "opt": float(self.threshold)}
+        rows = []
         for i in range(prob.shape[0]):
-            row: dict[str, Any] = {"image": batch["name"][i]}
-            row.update(image_metrics(prob[i], target[i], fov[i], thresholds))
-            if self.unmasked_metrics:
-                whole = image_metrics(prob[i], target[i], None, {"0.5": 0.5})
-                row.update({f"nofov_{k}": v for k, v in whole.items()})
-            if self.connectivity:
-                row["connectivity"] = self._connectivity(prob[i], target[i], fov[i])
+            row = image_row(
+                batch["name"][i],
+                prob[i],
+                target[i],
+                fov[i],
+                thresholds,
+                unmasked=self.unmasked_metrics,
+                connectivity=self.connectivity,
+            )
             row["_index"] = int(batch["index"][i])
-            self._rows.append(row)
-            self._keep_panel(row, batch, prob, i)
+            rows.append(row)
             if bool(batch["has_second"][i]):
                 p, t = select_fov(batch["second"][i].float(), target[i], fov[i])
                 self._second_counts += np.array(counts_at(p, t, 0.5))
-
-    def _keep_panel(self, row: dict[str, Any], batch: dict[str, Any], prob: Tensor, i: int) -> None:
-        """Keep the best and the worst image (by F1 at the operating point) for the panels,
-        two images in memory whatever the size of the test set."""
-        score = row.get("f1@opt", math.nan)
-        if math.isnan(score):
-            return
-        item = {
-            "name": row["image"],
-            "score": score,
-            "image": batch["raw"][i].permute(1, 2, 0).cpu().numpy(),
-            "label": batch["label"][i].cpu().numpy(),
-            "prob": prob[i].float().cpu().numpy(),
-            "fov": batch["fov"][i].cpu().numpy(),
-        }
-        best, worst = self._panels.get("best"), self._panels.get("worst")
-        if best is None or score > best["score"]:
-            self._panels["best"] = item
-        if worst is None or score < worst["score"]:
-            self._panels["worst"] = item
-
-    @staticmethod
-    def _connectivity(prob: Tensor, target: Tensor, fov: Tensor) -> float:
-        from retina_lightning.measure import connectivity_curve
-
-        _, _, area = connectivity_curve(
-            prob.float().cpu().numpy(), target.cpu().numpy() > 0, fov.cpu().numpy()
-        )
-        return float(area)
+        self.test_rows.extend(rows)
+        return {"rows": rows, "prob": prob}
 
     def _gather(self) -> None:
         """Under DDP: every rank's per-image rows and count arrays, on every rank."""
         if self.trainer.world_size <= 1 or not torch.distributed.is_initialized():
             return
         gathered: list[Any] = [None] * self.trainer.world_size
-        local = (self._rows, self._second_counts, self._class_counts, self._infer_seconds)
+        local = (self.test_rows, self._second_counts, self._class_counts, self._infer_seconds)
         torch.distributed.all_gather_object(gathered, local)
-        self._rows = [row for g in gathered for row in g[0]]
+        self.test_rows = [row for g in gathered for row in g[0]]
         self._second_counts = sum(g[1] for g in gathered)
         self._class_counts = sum(g[2] for g in gathered)
         # ranks infer in parallel: the slowest rank's time is the wall-clock time
         self._infer_seconds = max(g[3] for g in gathered)
 
     def on_test_epoch_end(self) -> None:
+        """Assemble ``test_report`` (written by :class:`~retina_lightning.callbacks.ReportWriter`
+        in ``on_test_end``) and log its scalars."""
         self._gather()
-        self._rows.sort(key=lambda r: r["_index"])
-        for row in self._rows:
+        self.test_rows.sort(key=lambda r: r["_index"])
+        for row in self.test_rows:
             row.pop("_index", None)
         thresholds = {"0.5": 0.5, "opt": float(self.threshold)}
-        pooled = self.test_metrics.report(thresholds)
-        curves = self.test_metrics.curves()
-        self.test_metrics.reset()
-        per_image = summarize_rows(self._rows)
-        report: dict[str, Any] = {
-            "model": type(self.model).__name__,
-            "num_parameters": self.num_parameters,
-            "thresholds": thresholds,
-            "threshold_criterion": (
+        self.test_curves = self.test_metrics.curves()
+        per_class = {
+            self.class_names[c]: (
+                self.class_metrics[str(c)].report({}),
+                self._class_counts[c].tolist(),
+            )
+            for c in range(1, self.num_classes)
+        }
+        report = build_test_report(
+            model=type(self.model).__name__,
+            num_parameters=self.num_parameters,
+            thresholds=thresholds,
+            threshold_criterion=(
                 self.threshold_criterion if self.fixed_threshold is None else "fixed"
             ),
-            "metrics_in_fov": self.metrics_in_fov,
-            "num_images": len(self._rows),
-            # model inference only (preprocessed image on the device -> probabilities)
-            "images_per_s": len(self._rows) / self._infer_seconds if self._infer_seconds else None,
-            "pooled": pooled,
-            "per_image_mean": {k: v[0] for k, v in per_image.items()},
-            "per_image_std": {k: v[1] for k, v in per_image.items()},
-        }
-        if self.unmasked_metrics:
-            report["unmasked"] = {
-                "protocol": "every image pixel (no FOV mask), threshold 0.5 (004)",
-                "pooled": self.unmasked_test_metrics.report({"0.5": 0.5}),
-                "per_image_mean": {
-                    k[len("nofov_") :]: v[0] for k, v in per_image.items() if k.startswith("nofov_")
-                },
-                "per_image_std": {
-                    k[len("nofov_") :]: v[1] for k, v in per_image.items() if k.startswith("nofov_")
-                },
-            }
-            self.unmasked_test_metrics.reset()
+            metrics_in_fov=self.metrics_in_fov,
+            pooled=self.test_metrics.report(thresholds),
+            rows=self.test_rows,
+            infer_seconds=self._infer_seconds,
+            unmasked_pooled=(
+                self.unmasked_test_metrics.report({"0.5": 0.5}) if self.unmasked_metrics else None
+            ),
+            per_class=per_class,
+            second_counts=self._second_counts.tolist(),
+        )
+        for metric in (self.test_metrics, self.unmasked_test_metrics, *self.class_metrics.values()):
+            metric.reset()
+        self.test_report = report
+        self._log_test_report(report)
+
+    def _log_test_report(self, report: dict[str, Any]) -> None:
+        if "unmasked" in report:
             for key in ("auroc", "f1@0.5", "acc@0.5"):
                 self.log(f"test/nofov_{key}", report["unmasked"]["pooled"][key])
-        if self.num_classes > 1:
-            report["per_class"] = {}
-            for c in range(1, self.num_classes):
-                metric = self.class_metrics[str(c)]
-                entry = {k: float(v) for k, v in metric.report({}).items()}
-                entry.update(confusion_metrics(*self._class_counts[c].tolist()))
-                metric.reset()
-                report["per_class"][self.class_names[c]] = entry
-        if self._second_counts.sum():
-            report["second_observer"] = confusion_metrics(*self._second_counts.tolist())
-        self.test_report = report
-        for key in ("auroc", "auprc", *(f"{m}@{t}" for t in thresholds for m in CONFUSION_METRICS)):
-            self.log(f"test/{key}", pooled[key])
+        for key in (
+            "auroc",
+            "auprc",
+            *(f"{m}@{t}" for t in ("0.5", "opt") for m in CONFUSION_METRICS),
+        ):
+            self.log(f"test/{key}", report["pooled"][key])
         if "connectivity" in report["per_image_mean"]:
             self.log("test/connectivity", report["per_image_mean"]["connectivity"])
         if report["images_per_s"]:
@@ -414,65 +401,6 @@ class SegmentationTask(LightningModule):
         for name, entry in report.get("per_class", {}).items():
             for key in ("auroc", "se", "sp", "acc", "f1"):
                 self.log(f"test/{name}_{key}", entry[key])
-        if self.trainer.is_global_zero:
-            out = self.results_dir or Path(self.trainer.default_root_dir) / "test"
-            self._write_report(report, out)
-            figures = self._write_figures(report, curves, out) if self.figures else []
-            from retina_lightning.tracking import log_test_results
-
-            log_test_results(self.loggers, report, self._rows, figures)
-            rank_zero_info(format_report(report))
-
-    def _write_report(self, report: dict[str, Any], out: Path) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=True))
-        if self._rows:
-            keys = list(self._rows[0])
-            lines = [",".join(keys)]
-            for row in self._rows:
-                lines.append(",".join(_fmt_csv(row[k]) for k in keys))
-            (out / "per_image.csv").write_text("\n".join(lines) + "\n")
-        rank_zero_info(f"test results written to {out}")
-
-    def _write_figures(
-        self, report: dict[str, Any], curves: dict[str, Tensor], out: Path
-    ) -> list[Path]:
-        """ROC / PR curves (with the human observer as a point), a per-image Jaccard box plot
-        (004's recommendation) and image / truth / probability / error panels of the best and
-        worst test images."""
-        from retina_lightning.reports import save_boxplot, save_curves, save_panel
-
-        name = report["model"]
-        so = report.get("second_observer")
-        points = {"2nd observer": (1.0 - so["sp"], so["se"])} if so else None
-        figures = list(
-            save_curves(
-                out,
-                {name: (curves["fpr"].cpu().numpy(), curves["tpr"].cpu().numpy())},
-                pr={name: (curves["recall"].cpu().numpy(), curves["precision"].cpu().numpy())},
-                reference_points=points,
-            )
-        )
-        values = [r["jaccard@opt"] for r in self._rows if not math.isnan(r["jaccard@opt"])]
-        if values:
-            path = out / "boxplot_jaccard.png"
-            save_boxplot(path, {name: values}, "jaccard@opt")
-            figures.append(path)
-        for which, item in self._panels.items():
-            path = out / f"panel_{which}_{item['name']}.png"
-            t = report["thresholds"]["opt"]
-            title = f"{which}: {item['name']} (F1 {item['score']:.4f} at t={t:.3f})"
-            save_panel(
-                path,
-                item["image"],
-                item["label"],
-                item["prob"],
-                item["fov"],
-                report["thresholds"]["opt"],
-                title,
-            )
-            figures.append(path)
-        return figures
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any] | None:
         """Class probabilities ``prob`` ``(B, K, H, W)`` on the images' own grid (CPU); ``None``
@@ -482,64 +410,3 @@ class SegmentationTask(LightningModule):
             return None
         probs = self.batch_probs(batch)
         return {"name": batch["name"], "prob": probs.cpu(), "fov": batch["fov"].cpu()}
-
-
-def _fmt_csv(value: Any) -> str:
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6f}"
-    return str(value)
-
-
-def _threshold_origin(report: dict[str, Any]) -> str:
-    criterion = report.get("threshold_criterion", "youden")
-    return "fixed in the config" if criterion == "fixed" else f"{criterion}, chosen on validation"
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """The test summary as a fixed-width table (pooled over pixels, and mean +- std over
-    images), with the second human observer as a row when the dataset has one."""
-    cols = ("auroc", "auprc", *CONFUSION_METRICS)
-    head = f"{'':28s}" + "".join(f"{c:>16s}" for c in cols)
-    lines = [
-        f"{report['model']} ({report['num_parameters']:,} parameters), "
-        f"{report['num_images']} test images, thresholds 0.5 and opt="
-        f"{report['thresholds']['opt']:.4f} ({_threshold_origin(report)})",
-        head,
-    ]
-
-    def cell(v: float | None, s: float | None = None) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return f"{'-':>16s}"
-        return f"{v:>7.4f} +- {s:<5.3f}" if s is not None else f"{v:>16.4f}"
-
-    pooled, mean, std = report["pooled"], report["per_image_mean"], report["per_image_std"]
-    for t in ("0.5", "opt"):
-        lines.append(
-            f"{'pooled @' + t:28s}"
-            + "".join(cell(pooled.get(c if c in ("auroc", "auprc") else f"{c}@{t}")) for c in cols)
-        )
-    for t in ("0.5", "opt"):
-        keys = [c if c in ("auroc", "auprc") else f"{c}@{t}" for c in cols]
-        lines.append(
-            f"{'per image @' + t:28s}" + "".join(cell(mean.get(k), std.get(k)) for k in keys)
-        )
-    unmasked = report.get("unmasked")
-    if unmasked:
-        keys = [c if c in ("auroc", "auprc") else f"{c}@0.5" for c in cols]
-        lines.append(
-            f"{'no FOV mask, pooled @0.5':28s}"
-            + "".join(cell(unmasked["pooled"].get(k)) for k in keys)
-        )
-        um, us = unmasked["per_image_mean"], unmasked["per_image_std"]
-        lines.append(
-            f"{'no FOV mask, per image @0.5':28s}"
-            + "".join(cell(um.get(k), us.get(k)) for k in keys)
-        )
-    if "connectivity" in mean:
-        lines.append(
-            f"{'connectivity (per image)':28s}{cell(mean['connectivity'], std['connectivity'])}"
-        )
-    if "second_observer" in report:
-        so = report["second_observer"]
-        lines.append(f"{'2nd observer (human)':28s}" + "".join(cell(so.get(c)) for c in cols))
-    return "\n".join(lines)
