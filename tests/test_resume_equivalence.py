@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning import Trainer, seed_everything
+from lightning import seed_everything
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from retina_lightning.data import OfficialSplit, RetinaDataModule, SyntheticFundus
 from retina_lightning.models import UNet
 from retina_lightning.tasks import SegmentationTask
+from tests.helpers import quiet_trainer
 
 STEPS, EPOCHS = 3, 3
 
@@ -64,14 +65,10 @@ def _fit(
         figures=False,
     )
     record = Record()
-    trainer = Trainer(
-        accelerator="cpu",
-        devices=1,
+    trainer = quiet_trainer(
+        root,
         max_epochs=max_epochs,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root,
+        enable_checkpointing=True,
         callbacks=[record, ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)],
     )
     trainer.fit(task, dm, ckpt_path=ckpt_path)

@@ -47,10 +47,10 @@ def predict_image(
 
     item = read_item(image_path, fov_path)
     fov = item["fov"].numpy()
-    probs = predictor(item["image"].permute(1, 2, 0).numpy(), fov)
+    image = item["image"].permute(1, 2, 0).numpy()
+    probs = predictor(image, fov)
     row = {"name": item["name"], "file": item["file"], "fov": item["fov_source"]}
     options = MapOptions(predictor.threshold, predictor.is_av, width, pixel_size_um, save_probs)
-    image = item["image"].permute(1, 2, 0).numpy()
     row.update(write_maps(probs, image, fov, item["name"], output, options))
     row["seconds"] = time.perf_counter() - item["start"]
     return row
