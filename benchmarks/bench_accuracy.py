@@ -43,6 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import accuracy_plain
 from benchmarks.common import (
     Table,
     add_common_arguments,
@@ -74,6 +75,7 @@ DEFAULT_METHODS = (
     "patch2image_light",
     "patch2image_miniunet",
     "patch2image_dense",
+    "laptop",
 )
 
 #: what makes a run tiny (tests / smoke checks; the numbers mean nothing).
@@ -305,6 +307,8 @@ def recipe_steps(method: Method) -> str | None:
     data = (config.get("data") or {}).get("init_args") or {}
     if "max_epochs" not in trainer or "steps_per_epoch" not in data:
         return None
+    if int(trainer["max_epochs"]) < 0:
+        return "the budget (max_time)"
     steps = f"{int(trainer['max_epochs']) * int(data['steps_per_epoch']):,}"
     callbacks = trainer.get("callbacks") or []
     if any("EarlyStopping" in str(c.get("class_path", "")) for c in callbacks):
@@ -365,7 +369,36 @@ KNOWN_GAPS = {
     "FOV mask.",
     "patch2image_dense": "as Light: no image-level fine-tuning here; 004 scores without the "
     "FOV mask.",
+    "laptop": "not a paper's method: the suite's CPU recipe, the plain script's recipe "
+    "(benchmarks/plain_unet.py) with the suite's bf16, channels-last and on-device patches; "
+    "all 20 training images train, so the last checkpoint is tested and the threshold comes "
+    "from the training images.",
 }
+
+
+def add_plain_row(
+    table: Table, args: argparse.Namespace, drive: Path | None, minutes: float, provenance: dict
+) -> None:
+    """Train (or, with ``--rebuild``, read back) the plain-script baseline and add its row."""
+    source = f"plain, {minutes:g} min, DRIVE"
+    if drive is None:
+        table.add(method=accuracy_plain.LABEL, source=source, note="skipped: needs DRIVE")
+        return
+    folder = args.runs_dir / "bench_accuracy" / run_group(minutes, False) / accuracy_plain.KEY
+    try:
+        if args.rebuild:
+            report = accuracy_plain.latest_plain(folder)
+        else:
+            report = accuracy_plain.run_plain(drive, minutes, folder, provenance=provenance)
+    except Exception as error:  # a failed baseline is a row, not the end
+        traceback.print_exc()
+        table.add(method=accuracy_plain.LABEL, source=source, note=f"FAILED: {error!r}"[:300])
+        return
+    table.add(**accuracy_plain.plain_row(report, source))
+    log(
+        f"    AUC {report['pooled']['auroc']:.4f}, F1@0.5 {report['pooled']['f1@0.5']:.4f}, "
+        f"{report['steps']} steps in {report['fit_s']:.0f} s; maps in {report['results_dir']}"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -393,6 +426,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(DEFAULT_METHODS),
         help=f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}; also: "
         f"{', '.join(k for k in METHODS if k not in DEFAULT_METHODS)})",
+    )
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="also train and score the plain-script baseline (benchmarks/plain_unet.py) with "
+        "the same budget, the bar the laptop recipe has to clear (needs DRIVE)",
+    )
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="suffix of the table's name (accuracy_drive_10min_<tag>.md), so a run of a few "
+        "methods does not replace the full leaderboard of that budget",
     )
     parser.add_argument(
         "--rebuild",
@@ -437,6 +482,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     name = f"accuracy_{'drive' if drive else 'synthetic'}_{budget_tag(minutes)}"
     if args.tiny:
         name = table_name("accuracy", "tiny")
+    if args.tag:
+        name += f"_{args.tag}"
     table = Table(
         name,
         f"{dataset} leaderboard: every method trained for {minutes:g} min (wall clock) with its "
@@ -478,6 +525,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
         if drive:
             for row in paper_rows(method.key):
                 table.add(**paper_row(method.label, row))
+    if args.plain:
+        add_plain_row(table, args, drive, minutes, {"machine": info, "command": command})
     if second:
         table.add(
             method="2nd human observer",
@@ -514,6 +563,14 @@ def main(argv: list[str] | None = None) -> list[Path]:
         "Conn counts how unbroken the thresholded vessel tree is, not whether it is right: the "
         "near-empty or near-full maps of barely trained networks score high. Read it next to F1.",
     ]
+    if args.plain:
+        table.notes.append(
+            f"{accuracy_plain.LABEL}: a suite-independent PyTorch script (fp32, NumPy patches "
+            "on the host, the laptop recipe's network, loss, optimiser and patches), trained "
+            "with the same budget and threads in its own process and scored by the suite's "
+            "metrics; it has no validation images, so it is read at 0.5 and threshold-free. "
+            "Its 'fit s' is its training loop only (data read before the clock starts)."
+        )
     chosen = {m.key for m in methods}
     table.notes += [f"{METHODS[k].label}: {v}" for k, v in KNOWN_GAPS.items() if k in chosen]
     paths = list(write_result_table(table, args.out_dir, rebuilt_from or command, info))

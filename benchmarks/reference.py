@@ -71,6 +71,12 @@ METHODS: dict[str, Method] = {
             "retina_lightning.models.DenseNetP2I",
             {"in_channels": 1},
         ),
+        Method(
+            "laptop",
+            "Laptop U-Net (CPU recipe)",
+            "retina_lightning.models.UNet",
+            {"in_channels": 1, "base_channels": 16, "depth": 2},
+        ),
     )
 }
 
@@ -114,7 +120,10 @@ def find_methods(names: str | None) -> list[Method]:
         name = raw.strip().lower()
         if not name:
             continue
-        hits = [m for m in METHODS.values() if name in (m.key, m.model_name.lower())]
+        # a config key names one method; a model class may serve several (UNet: unet, laptop)
+        hits = [m for m in METHODS.values() if name == m.key] or [
+            m for m in METHODS.values() if name == m.model_name.lower()
+        ]
         if not hits:
             known = ", ".join(f"{m.key} ({m.model_name})" for m in METHODS.values())
             raise SystemExit(f"unknown method {raw!r}; choose from: {known}")

@@ -3,11 +3,26 @@ overrides that shrink any synthetic config to a run of seconds."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
+
+
+@functools.cache
+def fixtures() -> ModuleType:
+    """``tests/data/make_fixtures.py`` (a script, not a package): tiny folders in each
+    dataset's published layout (``make_drive``, ``make_chase``, ...)."""
+    path = Path(__file__).parent / "data" / "make_fixtures.py"
+    spec = importlib.util.spec_from_file_location("retina_make_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 #: the folder holding DRIVE/, RAVIR/, RITE/ ... (CI: ../shared/data); absent for most users.
 DATA_ROOT = Path(os.environ.get("RETINA_DATA_ROOT", "/nonexistent")).expanduser()

@@ -15,7 +15,6 @@ derived FOV covered 0.652-0.697 of each image, 891-923 px across).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import DATA_ROOT, needs
+from helpers import DATA_ROOT, fixtures, needs
 from scipy import ndimage as ndi
 
 import retina_lightning.data as rd
@@ -164,15 +163,6 @@ def test_patch2image_epoch_is_004s_grid_on_its_resized_images():
         assert data["fov_diameter"] == 460  # 004 sec. 6.1: 960x999 -> 460x500
 
 
-def _import_fixtures():
-    spec = importlib.util.spec_from_file_location(
-        "retina_make_fixtures", REPO / "tests" / "data" / "make_fixtures.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CHASE_RECIPES))
 def test_chase_config_fits_and_tests_on_the_fixture(name, tmp_path):
@@ -180,7 +170,7 @@ def test_chase_config_fits_and_tests_on_the_fixture(name, tmp_path):
     fixture folder: the reader, split, preprocessing, model, loss and test metrics run."""
     from retina_lightning.cli import main as retina
 
-    root = _import_fixtures().make_chase(tmp_path / "data")
+    root = fixtures().make_chase(tmp_path / "data")
     split = load(name)["data"]["init_args"]["split"]
     shrink = (
         ["--data.init_args.split.init_args.n_train=2", "--data.init_args.split.init_args.n_test=2"]

@@ -4,13 +4,13 @@ written in each dataset's published layout (``tests/data/make_fixtures.py``)."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import fixtures
 from PIL import Image
 from scipy import ndimage as ndi
 
@@ -33,16 +33,7 @@ from retina_lightning.data.io import read_image, read_label_levels, read_mask, s
 from retina_lightning.data.splits import KFoldSplit
 from retina_lightning.types import ARTERY, BACKGROUND, VEIN
 
-
-def _load_fixtures_module():
-    path = Path(__file__).parent / "data" / "make_fixtures.py"
-    spec = importlib.util.spec_from_file_location("retina_make_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fx = _load_fixtures_module()
+fx = fixtures()
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import fixtures
 from sklearn.model_selection import KFold
 
 from retina_lightning.data.base import DatasetError, RetinaDataset
@@ -145,12 +143,7 @@ def test_val_comes_from_training_images_only_and_is_deterministic(split):
 
 
 def test_first_means_name_order_on_a_real_reader(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "retina_make_fixtures", Path(__file__).parent / "data" / "make_fixtures.py"
-    )
-    fx = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fx)
-    root = fx.make_stare_archive(tmp_path)
+    root = fixtures().make_stare_archive(tmp_path)
     split = FirstNSplit(3, 1)(STARE(root))
     assert names(split.train) == ["im0001", "im0002", "im0003"]
     assert names(split.test) == ["im0044"]
