@@ -10,6 +10,7 @@ images, so it has no chosen threshold: its row is read at 0.5 and threshold-free
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -54,7 +55,12 @@ def score_maps(folder: Path, drive: Path) -> dict[str, Any]:
         pooled.update(prob, target, fov)
         rows.append(image_row(sample.name, prob, target, fov, at_half, connectivity=True))
     mean = {key: value[0] for key, value in summarize_rows(rows).items()}
-    return {"pooled": pooled.report(at_half), "per_image_mean": mean, "images": len(rows)}
+    return {
+        "pooled": pooled.report(at_half),
+        "per_image_mean": mean,
+        "per_image": rows,
+        "images": len(rows),
+    }
 
 
 def run_plain(
@@ -92,15 +98,34 @@ def run_plain(
     return report
 
 
-def latest_plain(folder: Path) -> dict[str, Any]:
-    """The newest scored plain run under ``folder`` (``--rebuild``)."""
+def latest_plain(folder: Path, drive: Path | None = None) -> dict[str, Any]:
+    """The newest scored plain run under ``folder`` (``--rebuild``); a report saved without
+    per-image rows is scored again from its maps when ``drive`` is given."""
     found = sorted(folder.glob(f"*/{REPORT}"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise FileNotFoundError(
             f"--rebuild: no scored plain-script run under {folder}/*/ (no {REPORT}); run "
             "without --rebuild first"
         )
-    return json.loads(found[-1].read_text())
+    report = json.loads(found[-1].read_text())
+    if "per_image" not in report and drive is not None:
+        maps = Path(report["results_dir"]) / f"{report['minutes']:g}min"
+        report |= score_maps(maps, drive)
+    return report
+
+
+def paired_notes(suite: dict[str, Any], plain: dict[str, Any], label: str) -> list[str]:
+    """Per-image paired comparisons (Wilcoxon signed-rank, bootstrap interval of the mean
+    difference: :func:`retina_lightning.leaderboard.stats.paired_comparison`) of a suite
+    method's test images against the plain script's, on AUROC and F1 at 0.5."""
+    from retina_lightning.leaderboard.stats import paired_comparison
+
+    with open(Path(suite["results_dir"]) / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [
+        str(paired_comparison(rows, plain["per_image"], metric, (label, "plain script")))
+        for metric in ("auroc", "f1@0.5")
+    ]
 
 
 def plain_row(report: dict[str, Any], source: str) -> dict[str, Any]:

@@ -108,9 +108,10 @@ def budget_tag(minutes: float) -> str:
     return f"{minutes:g}min".replace(".", "p")
 
 
-def run_group(minutes: float, tiny: bool) -> str:
-    """Runs of one budget share ``runs/bench_accuracy/<group>/``."""
-    return "tiny" if tiny else budget_tag(minutes)
+def run_group(minutes: float, tiny: bool, seed: int | None = None) -> str:
+    """Runs of one budget (and ``--seed``) share ``runs/bench_accuracy/<group>/``."""
+    group = "tiny" if tiny else budget_tag(minutes)
+    return group if seed is None else f"{group}_seed{seed}"
 
 
 def drive_root(data_root: str | None) -> Path | None:
@@ -168,12 +169,14 @@ def run_method(
     tiny: bool,
     extra: list[str],
     provenance: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
-    """fit with the budget, then test the best checkpoint; the test report plus bookkeeping."""
+    """fit with the budget, then test the best checkpoint; the test report plus bookkeeping.
+    ``seed`` replaces the config's ``seed_everything`` and the patch sampler's seed."""
     from retina_lightning.cli import main as retina
 
     base, note = method_arguments(method, drive)
-    experiment = f"bench_accuracy/{run_group(minutes, tiny)}/{method.key}"
+    experiment = f"bench_accuracy/{run_group(minutes, tiny, seed)}/{method.key}"
     common = [
         *base,
         "--runs_dir",
@@ -186,6 +189,8 @@ def run_method(
     ]
     if tiny:
         common += TINY_OVERRIDES
+    if seed is not None:
+        common += [f"--seed_everything={seed}", f"--data.init_args.seed={seed}"]
     common += extra
     fit_args = ["fit", *common, f"--trainer.max_time={max_time(minutes)}"]
     log(f"[bench_accuracy] {method.label}: retina {' '.join(fit_args)}")
@@ -224,10 +229,12 @@ def run_method(
     return report
 
 
-def latest_report(method: Method, minutes: float, runs_dir: Path, tiny: bool) -> dict[str, Any]:
-    """The newest finished run of ``method`` at this budget: its test report and bookkeeping
-    (``--rebuild``: the table again without training)."""
-    root = runs_dir / "bench_accuracy" / run_group(minutes, tiny) / method.key
+def latest_report(
+    method: Method, minutes: float, runs_dir: Path, tiny: bool, seed: int | None = None
+) -> dict[str, Any]:
+    """The newest finished run of ``method`` at this budget (and seed): its test report and
+    bookkeeping (``--rebuild``: the table again without training)."""
+    root = runs_dir / "bench_accuracy" / run_group(minutes, tiny, seed) / method.key
     found = sorted(root.glob(f"*/test*/{BOOKKEEPING}"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise FileNotFoundError(
@@ -377,28 +384,42 @@ KNOWN_GAPS = {
 
 
 def add_plain_row(
-    table: Table, args: argparse.Namespace, drive: Path | None, minutes: float, provenance: dict
-) -> None:
-    """Train (or, with ``--rebuild``, read back) the plain-script baseline and add its row."""
+    table: Table,
+    args: argparse.Namespace,
+    drive: Path | None,
+    minutes: float,
+    provenance: dict,
+    suite: dict[str, tuple[str, dict]],
+) -> list[str]:
+    """Train (or, with ``--rebuild``, read back) the plain-script baseline, add its row, and
+    return notes comparing each of the ``suite`` runs (``key: (label, report)``) with it
+    image by image."""
     source = f"plain, {minutes:g} min, DRIVE"
     if drive is None:
         table.add(method=accuracy_plain.LABEL, source=source, note="skipped: needs DRIVE")
-        return
-    folder = args.runs_dir / "bench_accuracy" / run_group(minutes, False) / accuracy_plain.KEY
+        return []
+    group = run_group(minutes, False, args.seed)
+    folder = args.runs_dir / "bench_accuracy" / group / accuracy_plain.KEY
+    seed = () if args.seed is None else ("--seed", str(args.seed))
     try:
         if args.rebuild:
-            report = accuracy_plain.latest_plain(folder)
+            report = accuracy_plain.latest_plain(folder, drive)
         else:
-            report = accuracy_plain.run_plain(drive, minutes, folder, provenance=provenance)
+            report = accuracy_plain.run_plain(drive, minutes, folder, None, provenance, seed)
     except Exception as error:  # a failed baseline is a row, not the end
         traceback.print_exc()
         table.add(method=accuracy_plain.LABEL, source=source, note=f"FAILED: {error!r}"[:300])
-        return
+        return []
     table.add(**accuracy_plain.plain_row(report, source))
     log(
         f"    AUC {report['pooled']['auroc']:.4f}, F1@0.5 {report['pooled']['f1@0.5']:.4f}, "
         f"{report['steps']} steps in {report['fit_s']:.0f} s; maps in {report['results_dir']}"
     )
+    return [
+        n
+        for label, ours in suite.values()
+        for n in accuracy_plain.paired_notes(ours, report, label)
+    ]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -432,6 +453,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also train and score the plain-script baseline (benchmarks/plain_unet.py) with "
         "the same budget, the bar the laptop recipe has to clear (needs DRIVE)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of every run (seed_everything, the patch sampler, the plain script); runs "
+        "and table get a _seed<N> suffix (default: each config's own seed, no suffix)",
     )
     parser.add_argument(
         "--tag",
@@ -484,6 +512,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
         name = table_name("accuracy", "tiny")
     if args.tag:
         name += f"_{args.tag}"
+    if args.seed is not None:
+        name += f"_seed{args.seed}"
     table = Table(
         name,
         f"{dataset} leaderboard: every method trained for {minutes:g} min (wall clock) with its "
@@ -492,12 +522,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     )
     source = f"ours, {minutes:g} min, {dataset}"
     second: dict[str, Any] | None = None
+    finished: dict[str, tuple[str, dict]] = {}  # compared with the plain script (--plain)
     rebuilt_from = ""  # --rebuild: the command of the runs, shown instead of this one
     for i, method in enumerate(methods, 1):
         log(f"[bench_accuracy] {i}/{len(methods)} {method.label}")
         try:
             if args.rebuild:
-                report = latest_report(method, minutes, args.runs_dir, args.tiny)
+                report = latest_report(method, minutes, args.runs_dir, args.tiny, args.seed)
             else:
                 report = run_method(
                     method,
@@ -507,6 +538,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
                     args.tiny,
                     extra,
                     {"machine": info, "command": command},
+                    args.seed,
                 )
         except (Exception, SystemExit) as error:  # a failed method is a row, not the end
             traceback.print_exc()
@@ -516,6 +548,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
             rebuilt_from = report.get("command") or "?"
             info = {**report["machine"], "rebuilt": f"from the saved runs by `{command}`"}
         table.add(**ours_row(method, report, source, drive is not None))
+        finished[method.key] = (method.label, report)
         second = report.get("second_observer") or second
         log(
             f"    AUC {report['pooled']['auroc']:.4f}, F1@opt {report['pooled']['f1@opt']:.4f}, "
@@ -525,8 +558,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
         if drive:
             for row in paper_rows(method.key):
                 table.add(**paper_row(method.label, row))
+    plain_notes = []
     if args.plain:
-        add_plain_row(table, args, drive, minutes, {"machine": info, "command": command})
+        plain_notes = add_plain_row(
+            table, args, drive, minutes, {"machine": info, "command": command}, finished
+        )
     if second:
         table.add(
             method="2nd human observer",
@@ -573,6 +609,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
         )
     chosen = {m.key for m in methods}
     table.notes += [f"{METHODS[k].label}: {v}" for k, v in KNOWN_GAPS.items() if k in chosen]
+    table.notes += plain_notes
     paths = list(write_result_table(table, args.out_dir, rebuilt_from or command, info))
     log(table.markdown())
     log(f"[bench_accuracy] wrote {', '.join(str(p) for p in paths)}")

@@ -119,6 +119,7 @@ def test_run_plain_scores_and_rebuilds(drive, tmp_path):
     small = ("--patch", "32", "--batch", "4")
     report = accuracy_plain.run_plain(drive, 1.0, folder, 3, {"x": 1}, small)
     assert report["steps"] == 3 and report["num_parameters"] == 117_073 and report["x"] == 1
+    assert [row["image"] for row in report["per_image"]] == ["01_test", "02_test", "03_test"]
     assert "--threads 1" in report["plain_command"]
     assert accuracy_plain.latest_plain(folder) == json.loads(json.dumps(report))
     row = accuracy_plain.plain_row(report, "plain, 1 min, DRIVE")
@@ -127,8 +128,33 @@ def test_run_plain_scores_and_rebuilds(drive, tmp_path):
     with pytest.raises(FileNotFoundError, match="--rebuild"):
         accuracy_plain.latest_plain(tmp_path / "nothing")
 
+    # a report saved without per-image rows is scored again from its maps
+    (saved,) = folder.glob(f"*/{accuracy_plain.REPORT}")
+    saved.write_text(json.dumps({k: v for k, v in report.items() if k != "per_image"}))
+    assert accuracy_plain.latest_plain(folder, drive)["per_image"] == report["per_image"]
+
+    # the suite's run, 0.01 better in AUROC and 0.02 worse in F1 on every image
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    with open(suite / "per_image.csv", "w") as f:
+        f.write("image,auroc,f1@0.5\n")
+        for row in report["per_image"]:
+            f.write(f"{row['image']},{row['auroc'] + 0.01},{row['f1@0.5'] - 0.02}\n")
+    auroc, f1 = accuracy_plain.paired_notes({"results_dir": str(suite)}, report, "Laptop")
+    assert auroc.startswith("Laptop - plain script, auroc over 3 paired images: difference 0.0100")
+    assert "f1@0.5 over 3 paired images: difference -0.0200" in f1
+
 
 def test_laptop_is_a_benchmark_method_and_unet_still_names_one():
     assert [m.key for m in find_methods("laptop")] == ["laptop"]
     assert [m.key for m in find_methods("unet")] == ["unet"]  # the key wins over the class
     assert recipe_steps(METHODS["laptop"]) == "the budget (max_time)"
+
+
+def test_a_seeded_benchmark_keeps_its_runs_and_table_apart():
+    from benchmarks import bench_accuracy as ba
+
+    assert ba.run_group(10, False) == "10min" and ba.run_group(10, False, 1) == "10min_seed1"
+    assert ba.run_group(0.5, True, 2) == "tiny_seed2"
+    args = ba.parse_args(["--methods", "laptop", "--plain", "--seed", "1", "--tag", "laptop"])
+    assert (args.seed, args.tag, args.plain) == (1, "laptop", True)
