@@ -118,14 +118,18 @@ def paired_notes(suite: dict[str, Any], plain: dict[str, Any], label: str) -> li
     """Per-image paired comparisons (Wilcoxon signed-rank, bootstrap interval of the mean
     difference: :func:`retina_lightning.leaderboard.stats.paired_comparison`) of a suite
     method's test images against the plain script's, on AUROC and F1 at 0.5."""
+    from retina_lightning.leaderboard.results import LeaderboardError
     from retina_lightning.leaderboard.stats import paired_comparison
 
-    with open(Path(suite["results_dir"]) / "per_image.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [
-        str(paired_comparison(rows, plain["per_image"], metric, (label, "plain script")))
-        for metric in ("auroc", "f1@0.5")
-    ]
+    try:
+        with open(Path(suite["results_dir"]) / "per_image.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        return [
+            str(paired_comparison(rows, plain["per_image"], metric, (label, "plain script")))
+            for metric in ("auroc", "f1@0.5")
+        ]
+    except (OSError, KeyError, LeaderboardError) as error:  # a missing comparison is a note
+        return [f"{label} - plain script: no paired comparison ({error})"]
 
 
 def plain_row(report: dict[str, Any], source: str) -> dict[str, Any]:

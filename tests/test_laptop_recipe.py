@@ -143,6 +143,10 @@ def test_run_plain_scores_and_rebuilds(drive, tmp_path):
     auroc, f1 = accuracy_plain.paired_notes({"results_dir": str(suite)}, report, "Laptop")
     assert auroc.startswith("Laptop - plain script, auroc over 3 paired images: difference 0.0100")
     assert "f1@0.5 over 3 paired images: difference -0.0200" in f1
+    (missing,) = accuracy_plain.paired_notes({"results_dir": str(tmp_path)}, report, "Laptop")
+    assert (
+        missing.startswith("Laptop - plain script: no paired comparison") and "per_image" in missing
+    )
 
 
 def test_laptop_is_a_benchmark_method_and_unet_still_names_one():
