@@ -405,7 +405,9 @@ def add_plain_row(
         if args.rebuild:
             report = accuracy_plain.latest_plain(folder, drive)
         else:
-            report = accuracy_plain.run_plain(drive, minutes, folder, None, provenance, seed)
+            report = accuracy_plain.run_plain(
+                drive, minutes, folder, provenance=provenance, options=seed
+            )
     except Exception as error:  # a failed baseline is a row, not the end
         traceback.print_exc()
         table.add(method=accuracy_plain.LABEL, source=source, note=f"FAILED: {error!r}"[:300])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from lightning import Trainer
 from sklearn.metrics import f1_score, recall_score, roc_auc_score
 from torch import nn
 
@@ -94,16 +93,7 @@ def test_av_model_learns_and_test_reports_each_class(tiny_datamodule, tmp_path):
         connectivity=False,
         figures=False,
     )
-    trainer = Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=3)
     trainer.fit(task, dm)
     task.results_dir = tmp_path / "test"
     trainer.test(task, dm)

@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks import accuracy_plain, plain_unet  # noqa: E402
-from benchmarks.bench_accuracy import recipe_steps  # noqa: E402
+from benchmarks import bench_accuracy as ba  # noqa: E402
 from benchmarks.reference import METHODS, find_methods  # noqa: E402
 
 
@@ -152,12 +152,10 @@ def test_run_plain_scores_and_rebuilds(drive, tmp_path):
 def test_laptop_is_a_benchmark_method_and_unet_still_names_one():
     assert [m.key for m in find_methods("laptop")] == ["laptop"]
     assert [m.key for m in find_methods("unet")] == ["unet"]  # the key wins over the class
-    assert recipe_steps(METHODS["laptop"]) == "the budget (max_time)"
+    assert ba.recipe_steps(METHODS["laptop"]) == "the budget (max_time)"
 
 
 def test_a_seeded_benchmark_keeps_its_runs_and_table_apart():
-    from benchmarks import bench_accuracy as ba
-
     assert ba.run_group(10, False) == "10min" and ba.run_group(10, False, 1) == "10min_seed1"
     assert ba.run_group(0.5, True, 2) == "tiny_seed2"
     args = ba.parse_args(["--methods", "laptop", "--plain", "--seed", "1", "--tag", "laptop"])

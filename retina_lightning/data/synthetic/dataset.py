@@ -17,8 +17,8 @@ from retina_lightning.types import ARTERY, VEIN, Sample
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_fundus(seed: int, height: int, width: int, style_items: tuple) -> Sample:
-    return generate_fundus(seed, height, width, **dict(style_items))
+def _cached_fundus(seed: int, height: int, width: int, style: FundusStyle) -> Sample:
+    return generate_fundus(seed, height, width, style=style)
 
 
 def _copy_sample(sample: Sample, name: str, meta: dict[str, Any]) -> Sample:
@@ -101,11 +101,10 @@ class SyntheticFundus(RetinaDataset):
     def load(self, subset: str) -> list[Sample]:
         self._check_subset(subset)
         count = self.num_train if subset == "training" else self.num_test
-        style_items = tuple(sorted(dataclasses.asdict(self.style).items()))
         samples = []
         for i in range(count):
             image_seed = self.image_seed(subset, i)
-            cached = _cached_fundus(image_seed, self.height, self.width, style_items)
+            cached = _cached_fundus(image_seed, self.height, self.width, self.style)
             meta = {"subset": subset, "index": i, "dataset_seed": self.seed}
             samples.append(_copy_sample(cached, f"{i + 1:02d}_{subset}", meta))
         return samples

@@ -26,14 +26,8 @@ def generate_fundus(
     width: int = 565,
     *,
     name: str | None = None,
-    n_trees: int = FundusStyle.n_trees,
-    vessel_contrast: float = FundusStyle.vessel_contrast,
-    thin_contrast_radius: float = FundusStyle.thin_contrast_radius,
-    noise_std: float = FundusStyle.noise_std,
-    blur_sigma: float = FundusStyle.blur_sigma,
-    texture_std: float = FundusStyle.texture_std,
-    branching: float = FundusStyle.branching,
-    lesions: float = FundusStyle.lesions,
+    style: FundusStyle | None = None,
+    **knobs: float,
 ) -> Sample:
     """Draw one synthetic colour fundus image and its exact labels.
 
@@ -41,8 +35,9 @@ def generate_fundus(
         seed: seed of this image's own ``numpy`` generator (same seed -> identical arrays).
         height, width: image size (DRIVE: 584 x 565); geometry scales with the FOV radius.
         name: ``Sample.name`` (default ``"synthetic_<seed>"``).
-        n_trees, vessel_contrast, thin_contrast_radius, noise_std, blur_sigma, texture_std,
-        branching, lesions: appearance knobs, see :class:`FundusStyle`.
+        style: the appearance (default: :class:`FundusStyle`'s DRIVE-like defaults).
+        **knobs: single :class:`FundusStyle` fields to change (``vessel_contrast=0.5``,
+            ``n_trees=2``, ...).
 
     Returns:
         A :class:`Sample` with ``image`` (H, W, 3) uint8, ``label`` (H, W) uint8 0/1 vessels
@@ -53,16 +48,7 @@ def generate_fundus(
         raise ValueError(f"synthetic fundus needs height, width >= 16, got {height} x {width}")
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
-    style = FundusStyle(
-        n_trees=n_trees,
-        vessel_contrast=vessel_contrast,
-        thin_contrast_radius=thin_contrast_radius,
-        noise_std=noise_std,
-        blur_sigma=blur_sigma,
-        texture_std=texture_std,
-        branching=branching,
-        lesions=lesions,
-    )
+    style = dataclasses.replace(style or FundusStyle(), **knobs)
     rng = np.random.default_rng(seed)
     h, w = height, width
     g = _geometry(rng, h, w)
