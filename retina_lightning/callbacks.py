@@ -244,6 +244,16 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"{'no FOV mask, per image @0.5':28s}"
             + "".join(cell(um.get(k), us.get(k)) for k in keys)
         )
+    for name, part in report.get("per_dataset", {}).items():
+        for t in ("0.5", "opt"):
+            label = f"{name} ({part['num_images']}) pooled @{t}"
+            lines.append(
+                f"{label:28s}"
+                + "".join(
+                    cell(part["pooled"].get(c if c in ("auroc", "auprc") else f"{c}@{t}"))
+                    for c in cols
+                )
+            )
     if "connectivity" in mean:
         lines.append(
             f"{'connectivity (per image)':28s}{cell(mean['connectivity'], std['connectivity'])}"

@@ -314,6 +314,7 @@ def build_test_report(
     unmasked_pooled: Mapping[str, float] | None = None,
     per_class: Mapping[str, tuple[Mapping[str, float], Sequence[int]]] | None = None,
     second_counts: Sequence[int] | None = None,
+    per_dataset: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
     """The test report (``metrics.json``) from the numbers a test run collected.
 
@@ -332,6 +333,9 @@ def build_test_report(
             foreground class (artery / vein): adds ``per_class``.
         second_counts: (TP, FP, TN, FN) of the second human observer against the first;
             adds ``second_observer`` when any pixel was counted.
+        per_dataset: ``{dataset: pooled scores}`` of a multi-dataset test (rows carry a
+            ``dataset`` column): adds ``per_dataset`` with each dataset's pooled scores and
+            per-image mean / std.
     """
     per_image = summarize_rows(list(rows))
     report: dict[str, Any] = {
@@ -362,4 +366,15 @@ def build_test_report(
         }
     if second_counts is not None and sum(second_counts):
         report["second_observer"] = confusion_metrics(*second_counts)
+    if per_dataset:
+        report["per_dataset"] = {}
+        for name, scores in per_dataset.items():
+            mine = [r for r in rows if r.get("dataset") == name]
+            summary = summarize_rows(list(mine))
+            report["per_dataset"][name] = {
+                "num_images": len(mine),
+                "pooled": dict(scores),
+                "per_image_mean": {k: v[0] for k, v in summary.items()},
+                "per_image_std": {k: v[1] for k, v in summary.items()},
+            }
     return report

@@ -1,7 +1,13 @@
 """Datasets (one class per published layout), split protocols, the synthetic generator, and
 the datamodule that samples training patches on the device."""
 
-from retina_lightning.data.base import DatasetError, OfficialSplit, RetinaDataset, Split
+from retina_lightning.data.base import (
+    DatasetError,
+    DatasetSplit,
+    OfficialSplit,
+    RetinaDataset,
+    Split,
+)
 from retina_lightning.data.datamodule import RetinaDataModule
 from retina_lightning.data.datasets import (
     CHASEDB1,
@@ -30,6 +36,7 @@ __all__ = [
     "STARE",
     "Augment",
     "DatasetError",
+    "DatasetSplit",
     "FirstNSplit",
     "FolderDataset",
     "IDRiDOpticDisc",

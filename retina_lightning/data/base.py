@@ -111,6 +111,33 @@ class Split(ABC):
     def __call__(self, dataset: RetinaDataset) -> SplitSamples: ...
 
 
+@dataclass
+class DatasetSplit:
+    """One dataset of a multi-dataset experiment with its own split protocol
+    (``RetinaDataModule(datasets=[...])``, issue 22): DRIVE with its official split beside
+    CHASE_DB1's first 20 / last 8, each dataset's train, validation and test images kept apart.
+
+    Args:
+        dataset: the dataset reader.
+        split: its protocol (default: the publisher's split, 20 % of the training images held
+            out for validation).
+        name: what reports call it (default: the reader's name, e.g. ``CHASEDB1``); needed
+            when one reader appears twice.
+    """
+
+    dataset: RetinaDataset
+    split: Split | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.dataset.name
+
+    def samples(self) -> SplitSamples:
+        split = self.split if self.split is not None else OfficialSplit(val_fraction=0.2)
+        return split(self.dataset)
+
+
 def hold_out(samples: list[Sample], fraction: float, seed: int = 0) -> tuple[list, list]:
     """Split ``samples`` into (kept, held_out) with ``round(fraction * n)`` held out (at least
     one when ``fraction > 0``), chosen by a seeded permutation so every run holds out the same

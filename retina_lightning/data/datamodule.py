@@ -11,6 +11,7 @@ them through whole-image or sliding-window inference.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from retina_lightning.data.base import (
     DatasetError,
+    DatasetSplit,
     OfficialSplit,
     RetinaDataset,
     Split,
@@ -30,7 +32,12 @@ from retina_lightning.data.base import (
     require_fraction,
     require_int,
 )
-from retina_lightning.data.resolution import resample_sample
+from retina_lightning.data.resolution import (
+    FOV_TOLERANCE,
+    batch_scale,
+    median_fov_diameter,
+    resample_sample,
+)
 from retina_lightning.data.sampler import PatchSampler, step_seed
 from retina_lightning.data.transforms import (
     Augment,
@@ -97,11 +104,14 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
 
 class WholeImages(Dataset):
-    """Whole-image items for validation / test / predict (one image per item)."""
+    """Whole-image items for validation / test / predict (one image per item); with
+    ``tag_dataset`` each item also names the dataset its image came from (``dataset``: a
+    multi-dataset experiment reports each dataset apart)."""
 
-    def __init__(self, samples: list[Sample], target: str) -> None:
+    def __init__(self, samples: list[Sample], target: str, tag_dataset: bool = False) -> None:
         self.samples = samples
         self.target = target
+        self.tag_dataset = tag_dataset
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -110,7 +120,7 @@ class WholeImages(Dataset):
         s = self.samples[index]
         label = s.av if self.target == "av" else s.label
         second = s.second_observer
-        return {
+        item = {
             "image": to_tensor_image(s.image),
             "label": torch.from_numpy(np.ascontiguousarray(label)),
             "fov": torch.from_numpy(np.ascontiguousarray(s.fov.astype(bool))),
@@ -119,6 +129,9 @@ class WholeImages(Dataset):
             "index": index,
             "name": s.name,
         }
+        if self.tag_dataset:
+            item["dataset"] = s.meta["dataset"]
+        return item
 
 
 class RetinaDataModule(LightningDataModule):
@@ -128,6 +141,12 @@ class RetinaDataModule(LightningDataModule):
         dataset: a dataset reader (``SyntheticFundus`` when omitted: no download needed).
         split: the protocol that makes train / val / test (default: the publisher's split
             with 20 % of the training images held out for validation).
+        datasets: instead of ``dataset`` / ``split``, several datasets, each with its own
+            split (:class:`~retina_lightning.data.base.DatasetSplit`; issue 22): their images
+            are conditioned to one ``fov_diameter`` (required for two or more), training
+            patches are drawn evenly per dataset (each dataset the same share of patches,
+            whatever its number of images), and validation and test report each dataset apart
+            as well as all together (one operating point, chosen on all validation images).
         target: ``label`` (binary vessel, or optic disc) or ``av`` (0 background, 1 vein,
             2 artery).
         preprocess: input conditioning (channels, gamma, CLAHE, normalisation).
@@ -145,7 +164,11 @@ class RetinaDataModule(LightningDataModule):
         fov_diameter: resample every image (training, validation, test, predict) so that its
             FOV is this many pixels across (DRIVE's is 540), run the network at that scale and
             map its probabilities back to the image's own size before metrics and outputs
-            (:mod:`retina_lightning.data.resolution`); ``None`` keeps each image's native size.
+            (:mod:`retina_lightning.data.resolution`). ``None`` (default): training images keep
+            their native size, and evaluation follows the model: an image whose FOV differs
+            by more than ``FOV_TOLERANCE`` (5 %) from the median FOV diameter of the model's
+            training images (recorded in every checkpoint, :attr:`model_fov_diameter`) is
+            resampled to it. ``"native"``: never resample.
         eval_batch_size: whole images per validation / test batch (1 unless all images have
             the same size).
         num_workers: DataLoader workers for reading whole images.
@@ -156,6 +179,7 @@ class RetinaDataModule(LightningDataModule):
         self,
         dataset: RetinaDataset | None = None,
         split: Split | None = None,
+        datasets: list[DatasetSplit] | None = None,
         target: Literal["label", "av"] = "label",
         preprocess: Preprocess | None = None,
         augment: Augment | None = None,
@@ -164,7 +188,7 @@ class RetinaDataModule(LightningDataModule):
         steps_per_epoch: int = 100,
         vessel_fraction: float = 0.0,
         train_region: Literal["fov", "image"] = "fov",
-        fov_diameter: int | None = None,
+        fov_diameter: int | Literal["native"] | None = None,
         eval_batch_size: int = 1,
         num_workers: int = 0,
         seed: int = 0,
@@ -174,6 +198,28 @@ class RetinaDataModule(LightningDataModule):
         # ("datamodule_hyper_parameters"), so `retina predict` can rebuild the preprocessing.
         if _given_hyperparameters.get() is not None:
             self.save_hyperparameters()
+        key = "RetinaDataModule: data.init_args."
+        self.sources = list(datasets) if datasets else []
+        if self.sources:
+            if dataset is not None or split is not None:
+                raise ValueError(
+                    f"{key}datasets is given together with dataset / split: give one or the "
+                    "other (in a config layered on a single-dataset one, set dataset: null and "
+                    "split: null)"
+                )
+            names = [s.label for s in self.sources]
+            if len(set(names)) != len(names) or any("." in n for n in names):
+                raise ValueError(
+                    f"{key}datasets: names {names} must be distinct and hold no '.': give "
+                    "each entry a `name:`"
+                )
+            if len(self.sources) > 1 and not isinstance(fov_diameter, int):
+                raise ValueError(
+                    f"{key}datasets holds {len(names)} datasets ({', '.join(names)}) but "
+                    f"fov_diameter is {fov_diameter!r}: their cameras differ in scale, so set "
+                    "data.init_args.fov_diameter to one FOV diameter, e.g. 540 (DRIVE's)"
+                )
+            dataset, split = self.sources[0].dataset, self.sources[0].split
         if dataset is None:
             from retina_lightning.data.synthetic import SyntheticFundus
 
@@ -183,7 +229,6 @@ class RetinaDataModule(LightningDataModule):
         self.target = target
         self.preprocess = preprocess if preprocess is not None else Preprocess()
         self.augment = augment if augment is not None else Augment()
-        key = "RetinaDataModule: data.init_args."
         self.patch_size = require_int(patch_size, key + "patch_size", 1, "training patch side")
         self.batch_size = require_int(batch_size, key + "batch_size", 1, "patches per step")
         self.steps_per_epoch = require_int(
@@ -199,10 +244,17 @@ class RetinaDataModule(LightningDataModule):
             )
         self.train_region = train_region
         self.fov_diameter = (
-            None
-            if fov_diameter is None
-            else require_int(fov_diameter, key + "fov_diameter", 16, "FOV diameter in pixels")
+            fov_diameter
+            if fov_diameter is None or fov_diameter == "native"
+            else require_int(
+                fov_diameter, key + "fov_diameter", 16, "FOV diameter in pixels (or 'native')"
+            )
         )
+        #: median FOV diameter (px) of the model's training images: measured at ``fit`` setup,
+        #: saved in checkpoints (:meth:`state_dict`) and restored with them; ``None`` unknown
+        self.model_fov_diameter: int | None = None
+        self._told_scale = False
+        self._told_resampled = False
         self.eval_batch_size = require_int(
             eval_batch_size, key + "eval_batch_size", 1, "whole images per evaluation batch"
         )
@@ -219,12 +271,40 @@ class RetinaDataModule(LightningDataModule):
     def in_channels(self) -> int:
         return self.preprocess.out_channels
 
+    @property
+    def source_names(self) -> list[str]:
+        """The datasets of a multi-dataset experiment (``datasets``), else ``[]``."""
+        return [s.label for s in self.sources] if len(self.sources) > 1 else []
+
+    @property
+    def data_name(self) -> str:
+        return "+".join(self.source_names) or self.dataset.name
+
+    def _split_samples(self) -> SplitSamples:
+        """The split's train / val / test lists; with several ``datasets`` each dataset's lists
+        one after another, every sample tagged with its dataset (``meta["dataset"]``)."""
+        if not self.source_names:
+            return self.split(self.dataset)
+        out = SplitSamples(train=[], val=[], test=[])
+        for source in self.sources:
+            part = source.samples()
+            name = source.label
+            if not part.val and part.train:
+                raise DatasetError(
+                    f"{name}: its split holds out no validation images; in a multi-dataset "
+                    "experiment each dataset needs its own (set its split's val_fraction, e.g. 0.2)"
+                )
+            for kind in ("train", "val", "test"):
+                tagged = [replace(s, meta={**s.meta, "dataset": name}) for s in getattr(part, kind)]
+                getattr(out, kind).extend(tagged)
+        return out
+
     def setup(self, stage: str | None = None) -> None:
         if self.samples is not None:
             return
-        samples = self.split(self.dataset)
+        samples = self._split_samples()
         if not samples.train and stage in ("fit", None):
-            raise DatasetError(f"{self.dataset.name}: the split gave no training images")
+            raise DatasetError(f"{self.data_name}: the split gave no training images")
         if not samples.val and samples.train:
             rank_zero_warn(
                 "the split holds out no validation images: validation (checkpoint choice and the "
@@ -232,34 +312,51 @@ class RetinaDataModule(LightningDataModule):
             )
             samples.val = list(samples.train)
         for s in (*samples.train, *samples.val, *samples.test):
-            validate_sample(s, self.dataset.name, self.target)
-        if self.fov_diameter is not None:  # training runs at the working scale throughout
+            validate_sample(s, s.meta.get("dataset", self.dataset.name), self.target)
+        if isinstance(self.fov_diameter, int):  # training runs at the working scale throughout
             samples.train = [resample_sample(s, self.fov_diameter) for s in samples.train]
+        if stage in ("fit", None) and samples.train:
+            # what the model learns from (issue 22); only a fit measures it: a test's config may
+            # hold another dataset, so there the checkpoint's record is what counts
+            self.model_fov_diameter = (
+                self.fov_diameter
+                if isinstance(self.fov_diameter, int)
+                else median_fov_diameter([s.fov for s in samples.train])
+            )
         smallest = min((min(s.shape) for s in samples.train), default=None)
         if smallest is not None and self.patch_size > smallest:
-            scale = "" if self.fov_diameter is None else f" at fov_diameter {self.fov_diameter}"
+            scale = (
+                f" at fov_diameter {self.fov_diameter}"
+                if isinstance(self.fov_diameter, int)
+                else ""
+            )
             raise DatasetError(
                 f"patch_size {self.patch_size} is larger than the smallest training image{scale} "
-                f"({smallest} px on its short side) of {self.dataset.name}; set "
+                f"({smallest} px on its short side) of {self.data_name}; set "
                 f"data.init_args.patch_size <= {smallest}"
             )
         self.samples = samples
         rank_zero_info(
-            f"{self.dataset.name}: {len(samples.train)} train / {len(samples.val)} val / "
+            f"{self.data_name}: {len(samples.train)} train / {len(samples.val)} val / "
             f"{len(samples.test)} test images"
         )
 
     def with_conditioning(
-        self, preprocess: Preprocess, fov_diameter: int | None
+        self,
+        preprocess: Preprocess,
+        fov_diameter: int | Literal["native"] | None,
+        model_fov_diameter: int | None = None,
     ) -> RetinaDataModule:
         """This datamodule's images, labels, split and loaders, conditioned with another
-        ``preprocess`` and ``fov_diameter`` (a model trained elsewhere sees them as it was
-        trained to: the cross-dataset matrix, 002 Table 4). Every other setting is kept, so a
-        new constructor argument cannot be dropped; samples already read are shared unless the
-        scale changes (training images are resampled at setup)."""
+        ``preprocess``, ``fov_diameter`` and recorded ``model_fov_diameter`` (a model trained
+        elsewhere sees them as it was trained to: the cross-dataset matrix, 002 Table 4). Every
+        other setting is kept, so a new constructor argument cannot be dropped; samples already
+        read are shared unless the scale changes (training images are resampled at setup)."""
         other = copy.copy(self)
         other.preprocess = preprocess
         other.fov_diameter = fov_diameter
+        other.model_fov_diameter = model_fov_diameter
+        other._told_scale = other._told_resampled = False
         other._augmentation = build_augmentation(self.augment, preprocess.out_channels)
         other._sampler = None
         other._train_stats = None
@@ -280,7 +377,7 @@ class RetinaDataModule(LightningDataModule):
         return DataLoader(range(self.steps_per_epoch), batch_size=1, shuffle=False)
 
     def _whole(self, samples: list[Sample]) -> DataLoader:
-        dataset = WholeImages(samples, self.target)
+        dataset = WholeImages(samples, self.target, tag_dataset=bool(self.source_names))
         trainer = self.trainer
         sampler = None
         if trainer is not None and trainer.world_size > 1:
@@ -327,7 +424,25 @@ class RetinaDataModule(LightningDataModule):
         ds_var = ((std.double() ** 2 + (mean.double() - ds_mean) ** 2) * n).sum(0, keepdim=True)
         self._dataset_stats = (ds_mean.float(), (ds_var / n.sum()).sqrt().float())
         window = self.augment.context(self.patch_size)
-        return PatchSampler(conditioned, labels, masks.to(device), window, self.vessel_fraction)
+        return PatchSampler(
+            conditioned,
+            labels,
+            masks.to(device),
+            window,
+            self.vessel_fraction,
+            image_weights=self.image_weights(samples),
+        )
+
+    def image_weights(self, samples: list[Sample]) -> Tensor | None:
+        """Draw probability of each training image: each dataset of a multi-dataset
+        experiment gets the same share of patches (``None``: one dataset, images uniform)."""
+        if not self.source_names:
+            return None
+        names = [s.meta["dataset"] for s in samples]
+        present = sorted(set(names))
+        return torch.tensor(
+            [1.0 / (len(present) * names.count(n)) for n in names], dtype=torch.float64
+        )
 
     def train_mask(self, sample: Sample) -> np.ndarray:
         """Where training patches are centred and the loss counts (``train_region``)."""
@@ -336,18 +451,60 @@ class RetinaDataModule(LightningDataModule):
         return sample.fov.astype(bool)
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints: the training-set statistics of ``normalize: dataset``, so
-        that ``retina predict`` normalises new images exactly as in training."""
-        if self._dataset_stats is None:
-            return {}
-        return {
-            "dataset_mean": self._dataset_stats[0].cpu(),
-            "dataset_std": self._dataset_stats[1].cpu(),
-        }
+        """Saved in checkpoints: the median FOV diameter of the training images
+        (``train_fov_diameter``, issue 22) and the training-set statistics of ``normalize:
+        dataset``, so that evaluation and ``retina predict`` condition new images as in
+        training."""
+        state: dict[str, Any] = {}
+        if self.model_fov_diameter is not None:
+            state["train_fov_diameter"] = int(self.model_fov_diameter)
+        if self._dataset_stats is not None:
+            state["dataset_mean"] = self._dataset_stats[0].cpu()
+            state["dataset_std"] = self._dataset_stats[1].cpu()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "dataset_mean" in state_dict:
             self._dataset_stats = (state_dict["dataset_mean"], state_dict["dataset_std"])
+        if state_dict.get("train_fov_diameter") is not None:
+            self.model_fov_diameter = int(state_dict["train_fov_diameter"])
+
+    def working_scale(self) -> tuple[int | None, float]:
+        """``(target FOV diameter, tolerance)`` of whole images: an explicit ``fov_diameter``
+        exactly; by default the model's recorded training diameter beyond ``FOV_TOLERANCE``;
+        ``(None, 0)`` (native size) for ``"native"`` or when nothing is recorded."""
+        if isinstance(self.fov_diameter, int):
+            return self.fov_diameter, 0.0
+        if self.fov_diameter == "native" or self.model_fov_diameter is None:
+            return None, 0.0
+        return self.model_fov_diameter, FOV_TOLERANCE
+
+    def describe_scale(self, scale: float) -> str:
+        """The line evaluation prints (once, and once more at the first resampled image): at
+        which scale images run, and why."""
+        target, tolerance = self.working_scale()
+        if self.fov_diameter == "native":
+            return "resolution: images run at their native size (fov_diameter: native)"
+        if target is None:
+            return (
+                "resolution: images run at their native size: the checkpoint records no training "
+                "FOV diameter (written before it was recorded); set "
+                "--data.init_args.fov_diameter=N to resample them"
+            )
+        if tolerance == 0.0:
+            return (
+                f"resolution: images resampled so that their FOV spans {target} px (fov_diameter)"
+            )
+        if scale == 1.0:
+            return (
+                f"resolution: images run at their native size (FOV within {tolerance:.0%} of the "
+                f"model's {target} px)"
+            )
+        return (
+            f"resolution: images resampled x{scale:.3f} so that their FOV spans the model's "
+            f"{target} px (its training images' median); --data.init_args.fov_diameter=native "
+            "keeps their native size"
+        )
 
     def dataset_stats(self, device: torch.device) -> tuple[Tensor, Tensor]:
         """Mean / std of the conditioned training images inside their FOVs."""
@@ -409,8 +566,15 @@ class RetinaDataModule(LightningDataModule):
             stats = self.dataset_stats(batch["image"].device)
         batch = dict(batch)
         batch["raw"] = batch["image"]
+        target, tolerance = self.working_scale()
+        scale = batch_scale(batch["fov"].bool(), target, tolerance)
+        if not self._told_scale or (scale != 1.0 and not self._told_resampled):
+            rank_zero_info(self.describe_scale(scale))
+            self._told_scale = True
+            self._told_resampled = scale != 1.0
+        batch["scale"] = torch.full((batch["image"].shape[0],), scale, dtype=torch.float64)
         batch["image"] = condition_whole(
-            batch["image"], batch["fov"], self.preprocess, stats, self.fov_diameter
+            batch["image"], batch["fov"], self.preprocess, stats, target, tolerance
         )
         if "label" in batch:  # none in `retina predict`'s batches
             batch["label"] = batch["label"].long()

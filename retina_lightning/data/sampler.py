@@ -38,6 +38,9 @@ class PatchSampler:
         window: side of the square window cut around each centre.
         vessel_fraction: share of centres drawn on foreground (label > 0) pixels; the rest
             are uniform inside the FOV.
+        image_weights: ``(N,)`` probability of drawing each image (a multi-dataset experiment
+            draws each dataset's images equally often, issue 22); ``None``: images are drawn
+            uniformly (as their FOV pixels allow).
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class PatchSampler:
         fovs: Tensor,
         window: int,
         vessel_fraction: float = 0.0,
+        image_weights: Tensor | None = None,
     ) -> None:
         self.window = window = require_int(window, "PatchSampler: window", 1)
         vessel_fraction = require_fraction(vessel_fraction, "PatchSampler: vessel_fraction")
@@ -58,12 +62,51 @@ class PatchSampler:
         self.fovs = torch.nn.functional.pad(fovs, pad)
         self.height, self.width = images.shape[-2:]
         self._offsets = torch.arange(window, device=images.device) - window // 2
+        self.image_weights = None
+        if image_weights is not None:
+            w = torch.as_tensor(image_weights, dtype=torch.float64).cpu()
+            if w.shape != (images.shape[0],) or not bool((w >= 0).all()) or float(w.sum()) <= 0:
+                raise ValueError(
+                    f"PatchSampler: image_weights must be {images.shape[0]} non-negative numbers "
+                    f"with a positive sum, got {tuple(w.shape)}"
+                )
+            self.image_weights = w / w.sum()
 
     @property
     def device(self) -> torch.device:
         return self.images.device
 
     def _draw(self, n: int, mask: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        if self.image_weights is not None:
+            return self._draw_weighted(n, mask, gen)
+        return self._draw_uniform(n, mask, gen)
+
+    def _draw_weighted(
+        self, n: int, mask: Tensor, gen: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` images drawn by ``image_weights``, then a centre uniform over the True pixels
+        of each drawn image's ``mask`` (rejection sampling that keeps the image), so each image
+        gets exactly its share whatever the size of its FOV."""
+        assert self.image_weights is not None
+        idx = torch.multinomial(self.image_weights, n, replacement=True, generator=gen)
+        idx = idx.to(self.device)
+        y = torch.zeros(n, dtype=torch.long, device=self.device)
+        x = torch.zeros_like(y)
+        todo = torch.arange(n, device=self.device)
+        for _ in range(256):
+            k = todo.numel()
+            ty = torch.randint(self.height, (k,), generator=gen).to(self.device)
+            tx = torch.randint(self.width, (k,), generator=gen).to(self.device)
+            ok = mask[idx[todo], ty + self.margin, tx + self.margin]
+            y[todo[ok]], x[todo[ok]] = ty[ok], tx[ok]
+            todo = todo[~ok]
+            if todo.numel() == 0:
+                return idx, y, x
+        raise RuntimeError("could not draw patch centres: the FOV (or vessel) masks are empty")
+
+    def _draw_uniform(
+        self, n: int, mask: Tensor, gen: torch.Generator
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Rejection sampling of ``n`` (image, y, x) uniformly over the True pixels of ``mask``
         per image (images chosen uniformly): memory-free, unlike a list of all FOV indices."""
         found: list[Tensor] = []

@@ -255,20 +255,22 @@ def condition_whole(
     preprocess: Preprocess,
     dataset_stats: tuple[Tensor, Tensor] | None = None,
     fov_diameter: int | None = None,
+    tolerance: float = 0.0,
 ) -> Tensor:
     """The network input for a batch of whole uint8 images ``(B, C, H, W)`` with their FOV
     masks ``(B, H, W)``: the one conditioning path of validation, test, ``retina predict``, the
     cross-dataset matrix and patch2image's image phase.
 
     With ``fov_diameter`` the images are first resampled so that their FOV spans that many
-    pixels (:mod:`retina_lightning.data.resolution`); the input then has that working size, and
-    callers map the probabilities back with ``resize_probabilities``. Normalisation uses
+    pixels (:mod:`retina_lightning.data.resolution`), unless their scale lies within
+    ``tolerance`` of 1; the input then has that working size, and callers map the probabilities
+    back with ``resize_probabilities``. Normalisation uses
     ``dataset_stats`` (mean, std of the training images) when ``preprocess.normalize`` is
     ``dataset`` and they are given, else each image's own statistics inside its FOV.
     """
     fov = fov.bool()
     if fov_diameter is not None:
-        size = scaled_size(tuple(image.shape[-2:]), batch_scale(fov, fov_diameter))
+        size = scaled_size(tuple(image.shape[-2:]), batch_scale(fov, fov_diameter, tolerance))
         image = resize_image(image.float(), size).round().clamp(0, 255).to(torch.uint8)
         fov = resize_mask(fov, size)
     conditioned = preprocess.condition(image)

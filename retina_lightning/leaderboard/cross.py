@@ -133,8 +133,9 @@ def cross_dataset_matrix(
             ``<results_dir>/<row>__<col>/``.
         connectivity: compute IterNet's connectivity per image (slow).
         fov_diameter: the scale every test image is resampled to (issue 13): ``"ckpt"``
-            (default) the checkpoint's own training setting, ``None`` native size, or a
-            diameter in pixels (e.g. 540, DRIVE's, for a model trained on DRIVE without it).
+            (default) the checkpoint's own training setting, else the median FOV diameter of
+            its training images that it records (followed beyond 5 %, issue 22);
+            ``"native"`` / ``None`` native size, or a diameter in pixels.
     """
     import tempfile
 
@@ -182,8 +183,10 @@ def cross_dataset_matrix(
                     "each test set's own preprocessing is used",
                     stacklevel=2,
                 )
-            # the scale the checkpoint was trained at, unless the caller fixes one
+            # the scale the checkpoint was trained at (its explicit fov_diameter, else its
+            # recorded training FOV diameter beyond 5 %, issue 22), unless the caller fixes one
             scale = source.fov_diameter if fov_diameter == "ckpt" and source else fov_diameter
+            recorded = source.model_fov_diameter if fov_diameter == "ckpt" and source else None
             for j, col in enumerate(test):
                 if col in broken:
                     continue
@@ -196,6 +199,7 @@ def cross_dataset_matrix(
                 dm = target.with_conditioning(
                     source.preprocess if source is not None else target.preprocess,
                     scale if scale != "ckpt" else target.fov_diameter,
+                    recorded,
                 )
                 trainer = Trainer(
                     accelerator=accelerator,

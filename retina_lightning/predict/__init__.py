@@ -30,6 +30,7 @@ from retina_lightning.predict.checkpoint import (
     Predictor,
     conditioning,
     fov_diameter_from,
+    train_fov_diameter_from,
     load_predictor,
     preprocess_from,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "earlier_results",
     "find_images",
     "fov_diameter_from",
+    "train_fov_diameter_from",
     "load_predictor",
     "match_fov",
     "predict_image",

@@ -120,10 +120,19 @@ def preprocess_from(ckpt: dict[str, Any]) -> tuple[Preprocess, str, tuple[Tensor
     return pre, target, stats
 
 
-def fov_diameter_from(ckpt: dict[str, Any]) -> int | None:
-    """The training datamodule's ``fov_diameter`` (None: native resolution)."""
+def fov_diameter_from(ckpt: dict[str, Any]) -> int | str | None:
+    """The training datamodule's ``fov_diameter``: a diameter in px, ``"native"``, or None
+    (native training; evaluation follows :func:`train_fov_diameter_from`)."""
     hp = ckpt.get("datamodule_hyper_parameters")
     value = hp.get("fov_diameter") if isinstance(hp, dict) else None
+    return value if value is None or value == "native" else int(value)
+
+
+def train_fov_diameter_from(ckpt: dict[str, Any]) -> int | None:
+    """The median FOV diameter (px) of the model's training images, as ``retina fit`` records
+    it (issue 22); None for checkpoints written before it was recorded."""
+    state = ckpt.get("RetinaDataModule")
+    value = state.get("train_fov_diameter") if isinstance(state, dict) else None
     return None if value is None else int(value)
 
 
@@ -131,13 +140,16 @@ def conditioning(
     preprocess: Preprocess,
     target: str = "label",
     dataset_stats: tuple[Tensor, Tensor] | None = None,
-    fov_diameter: int | None = None,
+    fov_diameter: int | str | None = None,
+    model_fov_diameter: int | None = None,
 ) -> RetinaDataModule:
     """A :class:`RetinaDataModule` that conditions whole images as the training one did
     (:meth:`RetinaDataModule.prepare_whole`): same preprocessing, scale and statistics."""
     dm = RetinaDataModule(preprocess=preprocess, target=target, fov_diameter=fov_diameter)  # type: ignore[arg-type]
+    state: dict[str, Any] = {"train_fov_diameter": model_fov_diameter}
     if dataset_stats is not None:
-        dm.load_state_dict({"dataset_mean": dataset_stats[0], "dataset_std": dataset_stats[1]})
+        state.update(dataset_mean=dataset_stats[0], dataset_std=dataset_stats[1])
+    dm.load_state_dict(state)
     return dm
 
 
@@ -165,7 +177,8 @@ class Predictor:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     amp: bool = False
     dataset_stats: tuple[Tensor, Tensor] | None = None
-    fov_diameter: int | None = None
+    fov_diameter: int | str | None = None
+    model_fov_diameter: int | None = None
     task: SegmentationTask | None = None
 
     def __post_init__(self) -> None:
@@ -177,7 +190,21 @@ class Predictor:
         if self.preprocess.normalize == "dataset" and stats is None:
             # without the training set's statistics each image is normalised inside its FOV
             self.preprocess = replace(self.preprocess, normalize="image")
-        self.data = conditioning(self.preprocess, self.target, stats, self.fov_diameter)
+        self.data = conditioning(
+            self.preprocess, self.target, stats, self.fov_diameter, self.model_fov_diameter
+        )
+
+    def describe_resolution(self) -> str:
+        """At which scale images go through the network, in words (printed by predict)."""
+        target, tolerance = self.data.working_scale()
+        if target is None:
+            return "native resolution"
+        if tolerance == 0.0:
+            return f"images resampled to a {target} px FOV and back"
+        return (
+            f"images whose FOV differs from the model's {target} px by more than "
+            f"{tolerance:.0%} resampled to it and back (--fov_diameter native: never)"
+        )
 
     @property
     def is_av(self) -> bool:
@@ -252,8 +279,10 @@ def load_predictor(
         tta: average predictions over flips.
         amp: float16 autocast on CUDA.
         fov_diameter: the FOV diameter (px) images are resampled to before the network;
-            ``"ckpt"`` (default): the training datamodule's ``fov_diameter``; ``None``: native
-            size (issue 13; :mod:`retina_lightning.data.resolution`).
+            ``"ckpt"`` (default): the training datamodule's ``fov_diameter``, else the median
+            FOV diameter of the training images recorded in the checkpoint, followed when an
+            image's FOV differs from it by more than 5 % (issue 22); ``"native"`` or ``None``:
+            native size (:mod:`retina_lightning.data.resolution`).
     """
     path = Path(ckpt_path)
     ckpt = read_checkpoint(path)
@@ -282,6 +311,17 @@ def load_predictor(
             )
     task.inferer = _inferer_with(task.inferer, tile_size, stride, tta)
     thr = float(task.threshold) if threshold is None else float(threshold)
+    recorded = train_fov_diameter_from(ckpt)
+    if fov_diameter == "ckpt":
+        fov_diameter = fov_diameter_from(ckpt)
+        if fov_diameter is None and recorded is None:
+            warn(
+                f"{str(path)!r} records no training FOV diameter (written before retina-lightning "
+                "recorded it): images run at their native size; pass --fov_diameter N (e.g. 540 "
+                "for a DRIVE model) to resample images from another camera"
+            )
+    elif fov_diameter is None:
+        fov_diameter = "native"
     return Predictor(
         model=task.model,
         preprocess=pre,
@@ -292,6 +332,7 @@ def load_predictor(
         device=dev,
         amp=amp,
         dataset_stats=stats,
-        fov_diameter=fov_diameter_from(ckpt) if fov_diameter == "ckpt" else fov_diameter,  # type: ignore[arg-type]
+        fov_diameter=fov_diameter,
+        model_fov_diameter=recorded,
         task=task,
     )

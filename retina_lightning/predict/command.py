@@ -136,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_fov_diameter,
         default="ckpt",
         help="resample each image so its FOV is this many pixels across before the network "
-        "(maps are written at the image's own size): 'ckpt' (default, the training setting), "
-        "'native', or a number such as 540 (DRIVE's scale)",
+        "(maps are written at the image's own size): 'ckpt' (default: the model's training "
+        "setting, else its training images' median FOV diameter, followed when an image's FOV "
+        "differs from it by more than 5 %%), 'native', or a number such as 540 (DRIVE's scale)",
     )
     parser.add_argument(
         "--num_workers", type=int, default=0, help="DataLoader workers reading the images"
@@ -298,12 +299,7 @@ def predict_main(argv: list[str]) -> int:
         )
     print(
         f"retina predict: {len(images)} image(s), {predictor.inferer!r}, threshold "
-        f"{predictor.threshold:.4f}, device {predictor.device}, "
-        + (
-            "native resolution"
-            if predictor.fov_diameter is None
-            else f"images resampled to a {predictor.fov_diameter} px FOV and back"
-        ),
+        f"{predictor.threshold:.4f}, device {predictor.device}, " + predictor.describe_resolution(),
         file=sys.stderr,
     )
     options = MapOptions(

@@ -228,6 +228,8 @@ class MapWriter(BasePredictionWriter):
             fov = batch["fov"][i].cpu().numpy().astype(bool)
             image = batch["raw"][i].permute(1, 2, 0).cpu().numpy()
             row = {"name": name, "file": batch["file"][i], "fov": batch["fov_source"][i]}
+            if "scale" in batch:  # the resampling factor the network saw the image at (issue 22)
+                row["scale"] = float(batch["scale"][i])
             row.update(write_maps(probs[i], image, fov, name, self.output, self.options))
             row["seconds"] = time.perf_counter() - float(batch["start"][i])
             self.rows.append(row)
