@@ -30,9 +30,9 @@ from retina_lightning.predict.checkpoint import (
     Predictor,
     conditioning,
     fov_diameter_from,
-    train_fov_diameter_from,
     load_predictor,
     preprocess_from,
+    train_fov_diameter_from,
 )
 from retina_lightning.predict.command import (
     build_parser,

@@ -8,8 +8,9 @@ the inference mode (:class:`~retina_lightning.inference.Inferer`) and the FOV-ma
 
 Thresholds follow the a-priori protocol: the operating point ("opt") is chosen on the
 validation images at every validation epoch (``threshold_criterion``: the maximal-F1 point,
-bob.ip.binseg's a-priori threshold, by default; or Youden's ROC optimum) and kept in the ``threshold`` buffer, so it travels
-inside the checkpoint and is applied unchanged to the test images.
+bob.ip.binseg's a-priori threshold, by default; or Youden's ROC optimum) and kept in the
+``threshold`` buffer, so it travels inside the checkpoint and is applied unchanged to the test
+images.
 
 A test assembles ``test_report`` (:func:`~retina_lightning.metrics.build_test_report`); its
 files, figures and logger tables are written by :class:`~retina_lightning.callbacks.ReportWriter`,
