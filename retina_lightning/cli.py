@@ -32,9 +32,10 @@ from retina_lightning.runs import (  # noqa: F401 - re-exported: tests and scrip
     unique_dir,
 )
 from retina_lightning.tasks.segmentation import NonFiniteLossError
+from retina_lightning.zoo import ZooError, expand_model_option
 
 #: errors the suite raises on purpose, with a message that says what to do
-EXPECTED_ERRORS = (RunDirError, DatasetError, NonFiniteLossError)
+EXPECTED_ERRORS = (RunDirError, DatasetError, NonFiniteLossError, ZooError)
 
 
 def _data_main(argv: list[str]) -> int:
@@ -86,9 +87,10 @@ def _data_main(argv: list[str]) -> int:
     widths.add_argument("--subset", help="subset to measure (default: the first one)")
     widths.add_argument(
         "--pred",
-        help="folder of predicted maps matched by image name: <name>_av.png (retina predict), "
+        help="folder of predicted maps matched by image name: <name>_av.png or <name>_mask.png "
+        "(retina predict: the segmentation its width maps measure, at its --threshold), "
         "<name>_probs.npy / <name>.npy (class probabilities, argmax), <name>.png (labels) or "
-        "<name>_prob.png (vessel probability, binary models)",
+        "<name>_prob.png (vessel probability >= 0.5, binary models)",
     )
     widths.add_argument(
         "--method",
@@ -175,6 +177,7 @@ def _print_widths(
         print(
             f"retina data widths: error: --pred {pred!r} holds no prediction for the "
             f"{len(samples)} images of {dataset.name} {subset} (looked for <name>_av.png, "
+            "<name>_mask.png, "
             f"<name>_probs.npy, <name>.npy, <name>.png, <name>_prob.png; e.g. "
             f"{samples[0].name if samples else '?'})",
             file=sys.stderr,
@@ -224,6 +227,12 @@ def _leaderboard_main(argv: list[str]) -> int:
     return leaderboard_main(argv)
 
 
+def _models_main(argv: list[str]) -> int:
+    from retina_lightning.zoo import models_main
+
+    return models_main(argv)
+
+
 def _patch2image_main(argv: list[str]) -> int:
     from retina_lightning.patch2image import main as patch2image
 
@@ -241,6 +250,7 @@ COMMANDS = {
     "data": "check a dataset folder (data check) or measure vessel widths (data widths)",
     "leaderboard": "compare runs: tables, significance tests, cross-dataset matrix (cross)",
     "patch2image": "004's patch -> image workflow: patch phase, transfer, image phases, table",
+    "models": "list the trained models shipped in the package, or print one's model card",
 }
 
 
@@ -255,6 +265,7 @@ def print_commands() -> None:
         "",
         "fit, validate, test and distill take --config (several compose left to right) and",
         "--print_config; any config value can be overridden, e.g. --trainer.max_epochs=5.",
+        "retina test --model NAME and retina predict --model NAME run a shipped model.",
         "RETINA_DEBUG=1 shows the traceback of an expected error.",
     ]
     print("\n".join(lines))
@@ -269,6 +280,7 @@ def main(args: list[str] | None = None) -> Any:
         "predict": _predict_main,
         "leaderboard": _leaderboard_main,
         "patch2image": _patch2image_main,
+        "models": _models_main,
     }
     if not argv or argv[0] in ("-h", "--help"):
         print_commands()
@@ -285,7 +297,8 @@ def main(args: list[str] | None = None) -> Any:
             if args is None:
                 sys.exit(code)
             return code
-        cli = run(args if args is None else argv)
+        expanded = expand_model_option(argv)
+        cli = run(argv if args is None and expanded == argv else expanded)
     except EXPECTED_ERRORS as err:
         if args is not None or debugging():
             raise

@@ -56,6 +56,7 @@ from retina_lightning.runs import (
 )
 from retina_lightning.tasks.distillation import RetinaTrainer
 from retina_lightning.tasks.segmentation import SegmentationTask
+from retina_lightning.zoo import shipped_model_of
 
 #: set to 1 for the full parser message / the traceback of an expected error
 DEBUG_ENV = "RETINA_DEBUG"
@@ -199,6 +200,10 @@ class RetinaCLI(LightningCLI):
         shared = os.environ.get(RUN_DIR_ENV)
         if shared:  # a DDP / SLURM process of a run whose directory another rank made
             self.run_dir = Path(shared)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        elif ckpt and sub not in _TRAINING and (shipped := shipped_model_of(ckpt)) is not None:
+            # a shipped model's results go to <runs_dir>/models/<name>/, never into the package
+            self.run_dir = self.runs_dir / "models" / shipped.name
             self.run_dir.mkdir(parents=True, exist_ok=True)
         elif ckpt and (sub not in _TRAINING or self.ckpt_keyword == "last"):
             self.run_dir = run_dir_of(Path(ckpt))

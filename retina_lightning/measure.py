@@ -425,12 +425,13 @@ def dataset_av_widths(
 #: File stems looked for in a prediction folder for an image stem ``s``, in order:
 #: ``retina predict``'s A/V map, class probabilities saved as ``.npy``, a bare label map,
 #: then ``retina predict``'s vessel probability map (binary models).
-PREDICTION_STEMS = ("{}_av", "{}_probs", "{}", "{}_prob")
+PREDICTION_STEMS = ("{}_av", "{}_mask", "{}_probs", "{}", "{}_prob")
 
 
 def find_prediction(folder: str | Path, name: str) -> Path | None:
-    """The predicted map of image ``name`` in ``folder``: ``<name>_av.png`` (``retina
-    predict``), ``<name>_probs.npy`` / ``<name>.npy``, ``<name>.png`` (any image suffix), or
+    """The predicted map of image ``name`` in ``folder``: ``<name>_av.png`` or
+    ``<name>_mask.png`` (``retina predict``'s maps, drawn at the threshold of its width maps),
+    ``<name>_probs.npy`` / ``<name>.npy``, ``<name>.png`` (any image suffix), or
     ``<name>_prob.png`` (``retina predict``'s vessel probability); ``None`` when absent."""
     from retina_lightning.data.io import split_suffix
 
@@ -459,8 +460,9 @@ def read_prediction(path: str | Path) -> tuple[np.ndarray, bool]:
       vessel probabilities -> ``>= 0.5`` (binary, ``is_av=False``).
     * colour image (``retina predict``'s ``_av.png``, RITE colours): red -> artery, blue ->
       vein, black -> background.
-    * grey image: 0/1/2 labels, RAVIR's 0 / 128 artery / 255 vein, or (``<stem>_prob.png``)
-      an 8-bit vessel probability thresholded at 0.5 (binary).
+    * grey image: 0/1/2 labels, RAVIR's 0 / 128 artery / 255 vein, ``retina predict``'s
+      ``<stem>_mask.png`` (binary, 0 / 255), or (``<stem>_prob.png``) an 8-bit vessel
+      probability thresholded at 0.5 (binary).
 
     Maps are binarised as 000 section IV-C measures widths: probabilities at 0.5, classes by
     argmax.
@@ -504,6 +506,8 @@ def read_prediction(path: str | Path) -> tuple[np.ndarray, bool]:
             )
         return labels, True
     grey = rgb[..., 0]
+    if split_suffix(path)[0].endswith("_mask"):  # retina predict's binary vessel map, 0 / 255
+        return (grey >= 128).astype(np.uint8), False
     if split_suffix(path)[0].endswith("_prob"):
         return (grey >= 128).astype(np.uint8), False
     if grey.max() <= max(ARTERY, VEIN):

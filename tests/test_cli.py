@@ -17,7 +17,7 @@ from retina_lightning.cli import RunDirError, experiment_name, main, resolve_che
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 # trainer/ and data/ hold fragments layered after an experiment config
-EXPERIMENT_CONFIGS = [c for c in CONFIGS if c.parent.name not in ("trainer", "data")]
+EXPERIMENT_CONFIGS = [c for c in CONFIGS if c.parent.name not in ("trainer", "data", "models")]
 
 # A tiny run of the quickstart config: small images, few steps.
 TINY = TINY_CLI

@@ -122,7 +122,7 @@ def test_ddp_validation_threshold_equals_single_process(ddp_root: Path, monkeypa
     )
     monkeypatch.chdir(ddp_root)
     cli = main(["validate", *TINY, "--ckpt_path", str(last)])
-    assert cli.model.threshold_criterion == "youden" and cli.model.fixed_threshold is None
+    assert cli.model.threshold_criterion == "f1" and cli.model.fixed_threshold is None
     single = float(cli.model.threshold)
     assert single != pytest.approx(0.5, abs=1e-3)  # chosen, not the default
     assert stored == pytest.approx(single, abs=1e-6), "DDP pooled other validation pixels"

@@ -55,7 +55,11 @@ class _TwoSizes(RetinaDataset):
 def test_dataset_statistics_are_pooled_over_training_fov_pixels(channels):
     pre = Preprocess(channels=channels, normalize="dataset")
     dm = RetinaDataModule(
-        dataset=_TwoSizes(), split=OfficialSplit(val_fraction=0.0), preprocess=pre, patch_size=32
+        dataset=_TwoSizes(),
+        split=OfficialSplit(val_fraction=0.0),
+        preprocess=pre,
+        patch_size=32,
+        fov_diameter="native",  # two training sizes: test images stay at theirs
     )
     dm.setup("fit")
     mean, std = dm.dataset_stats(torch.device("cpu"))

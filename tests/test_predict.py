@@ -107,10 +107,11 @@ def test_predict_folder_writes_every_map_and_the_csv(ckpt, images, tmp_path, cap
         assert float(row["threshold"]) == pytest.approx(predictor.threshold, abs=1e-6)
         assert float(row["vessel_density"]) == pytest.approx((mask > 0).sum() / fov.sum(), abs=1e-4)
         assert float(row["width_mean_px"]) > 1.0  # the tiny model does find vessels
-        # widths are measured on p >= 0.5 (000 IV-C), not at the checkpoint's threshold
-        at_half = width_segmentation(predictor(image, fov), fov)[1]
-        assert row["width_rule"] == ">=0.5"
-        assert float(row["width_mean_px"]) == pytest.approx(vessel_widths(at_half).mean, rel=1e-5)
+        # widths are measured on the written mask: one threshold for every map (issue 22)
+        segmented = width_segmentation(predictor(image, fov), fov, predictor.threshold)[1]
+        np.testing.assert_array_equal(segmented, mask > 0)
+        assert row["width_rule"] == f">={predictor.threshold:.4g}"
+        assert float(row["width_mean_px"]) == pytest.approx(vessel_widths(mask > 0).mean, rel=1e-5)
         assert float(row["width_mean_um"]) == pytest.approx(
             10 * float(row["width_mean_px"]), rel=1e-5
         )
@@ -131,8 +132,11 @@ def test_predictor_sees_images_as_retina_test_does(ckpt):
         "fov": torch.from_numpy(s.fov)[None],
         "label": torch.from_numpy(s.label)[None],
     }
-    batch = RetinaDataModule(preprocess=predictor.preprocess).prepare_whole(batch)
-    expected = task.predict_probs(batch["image"])[0].numpy()
+    dm = RetinaDataModule(preprocess=predictor.preprocess)
+    # the checkpoint's state: its training FOV diameter, which a smaller image is resampled to
+    dm.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["RetinaDataModule"])
+    batch = dm.prepare_whole(batch)
+    expected = task.batch_probs(batch)[0].numpy()
     np.testing.assert_allclose(predictor(s.image, s.fov), expected, atol=1e-6)
 
 
@@ -449,39 +453,48 @@ def _inputs(tmp_path: Path, size: int = 48) -> tuple[Path, Path]:
     return image, fov
 
 
-def test_width_segmentation_is_half_or_argmax():
-    """000 IV-C measures widths at 0.5 (one channel) or on the argmax class (several)."""
+def test_width_segmentation_is_the_vessel_probability_at_the_threshold():
+    """One rule for every map (issue 22): vessel where the vessel probability (sigmoid, or one
+    minus background) is >= the threshold; A/V vessel pixels take the likelier foreground."""
     fov = np.ones((1, 4), bool)
     fov[0, 3] = False
-    classes, vessel = width_segmentation(np.array([[[0.2, 0.5, 0.7, 0.9]]]), fov)
+    classes, vessel = width_segmentation(np.array([[[0.2, 0.5, 0.7, 0.9]]]), fov, 0.5)
     assert vessel.tolist() == [[False, True, True, False]] and classes.tolist() == [[0, 1, 1, 0]]
+    classes, vessel = width_segmentation(np.array([[[0.2, 0.5, 0.7, 0.9]]]), fov, 0.15)
+    assert vessel.tolist() == [[True, True, True, False]]
     probs = np.array([[0.6, 0.45, 0.2, 0.1], [0.3, 0.3, 0.7, 0.2], [0.1, 0.25, 0.1, 0.7]])
-    classes, vessel = width_segmentation(probs[:, None, :], fov)
-    # pixel 1: background 0.45 < 0.5 but still the largest class -> background
-    assert classes.tolist() == [[0, 0, 1, 0]] and vessel.tolist() == [[False, False, True, False]]
+    classes, vessel = width_segmentation(probs[:, None, :], fov, 0.5)
+    # pixel 1: vessel probability 1 - 0.45 = 0.55 >= 0.5, vein (0.3) likelier than artery
+    assert classes.tolist() == [[0, 1, 1, 0]] and vessel.tolist() == [[False, True, True, False]]
+    classes, vessel = width_segmentation(probs[:, None, :], fov, 0.6)
+    assert classes.tolist() == [[0, 0, 1, 0]]
 
 
-def test_width_is_measured_at_half_not_at_the_checkpoint_threshold(tmp_path):
-    """A binary model: the halo (p = 0.3) is vessel at the checkpoint's threshold 0.2 (the
-    written mask), but widths are measured on p >= 0.5, the 5-px core."""
+@pytest.mark.parametrize("threshold", [0.2, 0.5])
+def test_widths_are_measured_on_the_written_mask(tmp_path, threshold):
+    """A binary model: the halo (p = 0.3) is vessel at threshold 0.2 and not at 0.5; the
+    mask, the width map and the width columns change together (one threshold, issue 22)."""
     core, halo = _tube_with_halo()
     prob = np.where(core, 0.9, np.where(halo, 0.3, 0.01))[None]
     image, fov = _inputs(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    row = predict_image(_FixedProbs(prob, 0.2), image, out, fov, width=True, pixel_size_um=12.5)
-    np.testing.assert_array_equal(_png(out / "eye_mask.png") > 0, core | halo)
-    assert row["width_rule"] == ">=0.5"
-    assert row["width_mean_px"] == pytest.approx(vessel_widths(core).mean)
-    assert row["width_mean_px"] < vessel_widths(core | halo).mean - 3.0
-    assert row["width_mean_um"] == pytest.approx(12.5 * vessel_widths(core).mean)
-    np.testing.assert_array_equal(_png(out / "eye_width.png").any(axis=-1), core)
+    row = predict_image(
+        _FixedProbs(prob, threshold), image, out, fov, width=True, pixel_size_um=12.5
+    )
+    vessel = core | halo if threshold < 0.3 else core
+    np.testing.assert_array_equal(_png(out / "eye_mask.png") > 0, vessel)
+    assert row["width_rule"] == f">={threshold:.4g}"
+    assert row["width_mean_px"] == pytest.approx(vessel_widths(vessel).mean)
+    assert row["width_mean_um"] == pytest.approx(12.5 * vessel_widths(vessel).mean)
+    np.testing.assert_array_equal(_png(out / "eye_width.png").any(axis=-1), vessel)
+    if threshold < 0.3:
+        assert row["width_mean_px"] > vessel_widths(core).mean + 3.0
 
 
-def test_av_widths_are_measured_on_the_argmax_classes(tmp_path):
-    """An A/V model: the halo has background 0.45 (the largest class) and 1 - 0.45 >= the
-    checkpoint threshold 0.3, so it is vessel in ``_mask.png`` / ``_av.png`` but not in the
-    segmentation widths are measured on."""
+def test_av_widths_are_measured_on_the_written_av_map(tmp_path):
+    """An A/V model: the halo (background 0.45, artery 0.35) is vessel at threshold 0.3 and
+    artery in ``_av.png``; the artery widths are those of that map, core and halo."""
     core, halo = _tube_with_halo()
     vein = np.roll(core, 14, axis=0) | np.roll(core, 15, axis=0)  # a 6-px vein below
     probs = np.zeros((3, *core.shape), np.float32)
@@ -495,11 +508,18 @@ def test_av_widths_are_measured_on_the_argmax_classes(tmp_path):
     out.mkdir()
     row = predict_image(_FixedProbs(probs, 0.3), image, out, fov, width=True)
     assert (_png(out / "eye_av.png")[halo] == (255, 0, 0)).all()  # artery at the threshold
-    assert row["width_rule"] == "argmax"
-    expected = av_widths(np.select([core, vein], [ARTERY, VEIN], 0).astype(np.uint8))
+    assert row["width_rule"] == ">=0.3"
+    artery = core | halo
+    expected = av_widths(np.select([artery, vein], [ARTERY, VEIN], 0).astype(np.uint8))
     assert row["artery_width_mean_px"] == pytest.approx(expected["artery"].mean)
     assert row["vein_width_mean_px"] == pytest.approx(expected["vein"].mean)
-    assert row["width_mean_px"] == pytest.approx(vessel_widths(core | vein).mean)
+    assert row["width_mean_px"] == pytest.approx(vessel_widths(artery | vein).mean)
+    # `retina data widths --pred` reads this _av.png: the same classes the widths came from
+    from retina_lightning.measure import find_prediction, read_prediction
+
+    labels, is_av = read_prediction(find_prediction(out, "eye"))
+    assert is_av
+    np.testing.assert_array_equal(labels, np.select([artery, vein], [ARTERY, VEIN], 0))
 
 
 @pytest.mark.real_data

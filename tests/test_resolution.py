@@ -256,7 +256,7 @@ def test_predict_option_and_checkpoint_setting() -> None:
     from retina_lightning.predict import build_parser, fov_diameter_from
 
     assert _fov_diameter_arg("ckpt") == "ckpt"
-    assert _fov_diameter_arg("native") is None
+    assert _fov_diameter_arg("native") == "native"
     assert _fov_diameter_arg("540") == 540
     for bad in ("5", "wide", "-540"):
         with pytest.raises(argparse.ArgumentTypeError, match="diameter"):

@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_curve
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    precision_recall_curve,
+    recall_score,
+    roc_curve,
+)
 from torch import nn
 
 from retina_lightning.callbacks import format_report
@@ -133,13 +139,19 @@ def test_short_fit_learns_and_test_writes_results(tiny_datamodule, tmp_path):
     assert report["pooled"]["auroc"] > 0.75  # chance is 0.5
     assert report["num_images"] == 2
 
-    # the threshold is Youden's point of the validation pixels, recomputed here with scikit-learn
+    # the threshold is the F1-maximising point of the validation pixels (the default
+    # criterion, issue 22), recomputed here with scikit-learn; Youden's lies elsewhere
     val_prob, val_label, val_fov = _whole_image_probs(task, dm, dm.val_dataloader())
-    fpr, tpr, cut = roc_curve(val_label[val_fov], val_prob[val_fov])
-    youden = float(np.clip(cut[np.argmax(tpr - fpr)], 0.0, 1.0))
+    precision, recall, cut = precision_recall_curve(val_label[val_fov], val_prob[val_fov])
+    f1 = 2 * precision[:-1] * recall[:-1] / np.clip(precision[:-1] + recall[:-1], 1e-12, None)
+    best = float(np.clip(cut[np.argmax(f1)], 0.0, 1.0))
+    fpr, tpr, roc_cut = roc_curve(val_label[val_fov], val_prob[val_fov])
+    youden = float(np.clip(roc_cut[np.argmax(tpr - fpr)], 0.0, 1.0))
     assert abs(float(task.threshold) - 0.5) > 0.01, "threshold left at its 0.5 default"
-    assert float(task.threshold) == pytest.approx(youden, abs=1e-5)
-    assert report["thresholds"]["opt"] == pytest.approx(youden, abs=1e-5)
+    assert float(task.threshold) == pytest.approx(best, abs=1e-5)
+    assert report["thresholds"]["opt"] == pytest.approx(best, abs=1e-5)
+    assert abs(best - youden) > 0.01
+    assert report["threshold_criterion"] == "f1"
 
     # the 2nd observer row: the second annotation scored against the first inside the FOV
     second = np.concatenate([s.second_observer[s.fov > 0].ravel() for s in dm.samples.test])

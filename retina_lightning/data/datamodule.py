@@ -492,9 +492,7 @@ class RetinaDataModule(LightningDataModule):
                 "--data.init_args.fov_diameter=N to resample them"
             )
         if tolerance == 0.0:
-            return (
-                f"resolution: images resampled so that their FOV spans {target} px (fov_diameter)"
-            )
+            return f"resolution: images resampled so that their FOV spans {target} px"
         if scale == 1.0:
             return (
                 f"resolution: images run at their native size (FOV within {tolerance:.0%} of the "

@@ -85,19 +85,33 @@ class PatchSampler:
         self, n: int, mask: Tensor, gen: torch.Generator
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``n`` images drawn by ``image_weights``, then a centre uniform over the True pixels
-        of each drawn image's ``mask`` (rejection sampling that keeps the image), so each image
-        gets exactly its share whatever the size of its FOV."""
+        of each drawn image's ``mask`` (rejection sampling inside that image's bounding box of
+        the mask, keeping the image), so each image gets exactly its share whatever the size
+        of its FOV."""
         assert self.image_weights is not None
         idx = torch.multinomial(self.image_weights, n, replacement=True, generator=gen)
         idx = idx.to(self.device)
+        rows, cols = mask.any(2), mask.any(1)  # padded coordinates
+        big = max(rows.shape[1], cols.shape[1])
+        r = torch.arange(rows.shape[1], device=self.device)
+        c = torch.arange(cols.shape[1], device=self.device)
+        y0 = torch.where(rows, r, big).amin(1) - self.margin
+        y1 = torch.where(rows, r, -big).amax(1) - self.margin
+        x0 = torch.where(cols, c, big).amin(1) - self.margin
+        x1 = torch.where(cols, c, -big).amax(1) - self.margin
+        if bool((y1[idx] < y0[idx]).any()):
+            raise RuntimeError(
+                "could not draw patch centres: an image's FOV (or vessel) mask is empty"
+            )
         y = torch.zeros(n, dtype=torch.long, device=self.device)
         x = torch.zeros_like(y)
         todo = torch.arange(n, device=self.device)
         for _ in range(256):
-            k = todo.numel()
-            ty = torch.randint(self.height, (k,), generator=gen).to(self.device)
-            tx = torch.randint(self.width, (k,), generator=gen).to(self.device)
-            ok = mask[idx[todo], ty + self.margin, tx + self.margin]
+            k, i = todo.numel(), idx[todo]
+            u, v = torch.rand(2, k, generator=gen, dtype=torch.float64).to(self.device)
+            ty = y0[i] + (u * (y1[i] - y0[i] + 1)).long()
+            tx = x0[i] + (v * (x1[i] - x0[i] + 1)).long()
+            ok = mask[i, ty + self.margin, tx + self.margin]
             y[todo[ok]], x[todo[ok]] = ty[ok], tx[ok]
             todo = todo[~ok]
             if todo.numel() == 0:

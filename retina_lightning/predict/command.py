@@ -93,11 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment fundus images with a trained checkpoint (model, preprocessing and "
         "validation-optimal threshold are read from it) through Lightning's predict loop.",
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(
         "--ckpt_path",
-        required=True,
         help="a .ckpt written by `retina fit`, or best / last: the best-scoring or the last "
         "checkpoint of the experiment's latest run (with --config or --experiment)",
+    )
+    which.add_argument(
+        "--model",
+        help="a model shipped in the package (`retina models` lists them: drive, chase_db1, "
+        "drive+chase_db1), instead of --ckpt_path",
     )
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output", required=True, help="folder for the maps and predictions.csv")
@@ -205,7 +210,15 @@ def _check_unique_stems(images: Iterable[Path]) -> None:
 
 
 def _checkpoint_path(args: argparse.Namespace) -> str:
-    """``--ckpt_path best|last``: a checkpoint of the experiment's latest run, as for test."""
+    """``--model NAME``: the shipped model's checkpoint; ``--ckpt_path best|last``: a
+    checkpoint of the experiment's latest run, as for test."""
+    if args.model is not None:
+        from retina_lightning.zoo import ZooError, get
+
+        try:
+            return str(get(args.model).checkpoint)
+        except ZooError as e:
+            raise PredictError(f"--model: {e}") from e
     if args.ckpt_path not in ("best", "last"):
         return args.ckpt_path
     name = args.experiment or experiment_name([args.config] if args.config else None)

@@ -3,12 +3,20 @@
 Per image (:func:`write_maps`): ``<stem>_prob.png`` (8-bit vessel probability),
 ``<stem>_mask.png`` (binary at the threshold), ``<stem>_overlay.png`` (vessels over the
 image), with ``width`` ``<stem>_width.png`` (vessel diameters along the medial axis, SegRAVIR
-000 section IV-C, colour-coded; measured, as in 000, on the segmentation at 0.5 or the argmax
-class, not at the validation-chosen threshold of ``_mask.png``), for artery/vein models
-``<stem>_av.png`` (red artery, blue vein, as RITE's maps), and with ``save_probs``
+000 section IV-C, colour-coded), for artery/vein models ``<stem>_av.png`` (red artery, blue
+vein, as RITE's maps), and with ``save_probs``
 ``<stem>_probs.npy`` (the float32 ``(K, H, W)`` probabilities, which ``retina data widths
 --pred`` reads). All maps are zero outside the field of view (FOV). :class:`MapWriter` is the
 ``BasePredictionWriter`` of ``Trainer.predict``; it also writes ``predictions.csv``.
+
+One threshold makes every map (issue 22): a pixel is vessel when its vessel probability (the
+sigmoid output, or one minus the background probability of an A/V model) is at least
+``threshold``, the model's operating point (chosen on its validation images, by default the
+F1-maximising one) unless ``--threshold`` gives another; an A/V model's vessel pixels take the
+likelier of artery and vein. ``_mask.png``, ``_overlay.png``, ``_av.png``, ``_width.png`` and the
+width columns all show that one segmentation, so ``retina data widths --pred`` (which reads
+``_av.png`` or ``_mask.png``) measures what the width maps show; ``--threshold 0.5`` is
+SegRAVIR's rule (000 section IV-C).
 """
 
 from __future__ import annotations
@@ -38,17 +46,22 @@ OVERLAY_ALPHA = 0.6
 AV_COLOURS = {ARTERY: (255, 0, 0), VEIN: (0, 80, 255)}
 
 
-def width_segmentation(probs: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The segmentation vessel widths are measured on (000 section IV-C): ``(classes,
-    vessel)``, ``(H, W)`` uint8 class map and bool vessel mask, zero outside ``fov``. One
-    output channel: ``p >= 0.5`` (:data:`~retina_lightning.measure.WIDTH_THRESHOLD`), whatever
-    the validation-chosen threshold; several: the argmax class (0 = background)."""
+def width_segmentation(
+    probs: np.ndarray, fov: np.ndarray, threshold: float = WIDTH_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray]:
+    """The segmentation every map of ``retina predict`` shows: ``(classes, vessel)``, ``(H, W)``
+    uint8 class map and bool vessel mask, zero outside ``fov``. A pixel is vessel when its
+    vessel probability is ``>= threshold``; one output channel: class 1; several (0
+    background, 1 vein, 2 artery): the likelier foreground class."""
+    from retina_lightning.tasks.segmentation import vessel_probability
+
     fov = np.asarray(fov, dtype=bool)
+    prob = vessel_probability(torch.from_numpy(np.ascontiguousarray(probs))[None])[0].numpy()
+    vessel = (prob >= threshold) & fov
     if probs.shape[0] == 1:
-        vessel = (probs[0] >= WIDTH_THRESHOLD) & fov
         return vessel.astype(np.uint8), vessel
-    classes = np.where(fov, probs.argmax(0), 0).astype(np.uint8)
-    return classes, classes != 0
+    classes = np.where(vessel, probs[1:].argmax(0) + 1, 0).astype(np.uint8)
+    return classes, vessel
 
 
 def width_colours(
@@ -126,7 +139,7 @@ def write_maps(
 
     h, w = fov.shape
     prob = vessel_probability(torch.from_numpy(probs)[None])[0].numpy() * fov
-    mask = (prob >= options.threshold) & fov
+    classes, mask = width_segmentation(probs, fov, options.threshold)
     _save((prob * 255).round().astype(np.uint8), output / f"{name}_prob.png")
     _save(mask.astype(np.uint8) * 255, output / f"{name}_mask.png")
     _save(overlay(image, mask), output / f"{name}_overlay.png")
@@ -140,7 +153,6 @@ def write_maps(
         "vessel_density": float(mask.sum() / fov.sum()),
     }
     if options.is_av:
-        classes = np.where(mask, probs[1:].argmax(0) + 1, 0)
         av_rgb = np.zeros((h, w, 3), dtype=np.uint8)
         for cls, colour in AV_COLOURS.items():
             av_rgb[classes == cls] = colour
@@ -148,15 +160,13 @@ def write_maps(
         row["artery_density"] = float((classes == ARTERY).sum() / fov.sum())
         row["vein_density"] = float((classes == VEIN).sum() / fov.sum())
     if options.width:
-        # 000 section IV-C measures widths on the segmentation thresholded at 0.5 (argmax over
-        # the classes of a multi-class output), not at the validation-chosen threshold
-        width_classes, width_mask = width_segmentation(probs, fov)
-        res = vessel_widths(width_mask)
+        # the segmentation of _mask.png / _av.png (one threshold for every map, issue 22)
+        res = vessel_widths(mask)
         d = res.diameters
         vmax = float(np.percentile(d, 99)) if d.size else 1.0
-        colours = width_colours(res.width_map, width_mask, vmax, res.skeleton)
+        colours = width_colours(res.width_map, mask, vmax, res.skeleton)
         _save(colours, output / f"{name}_width.png")
-        row.update(width_rule="argmax" if probs.shape[0] > 1 else f">={WIDTH_THRESHOLD:g}")
+        row.update(width_rule=f">={options.threshold:.4g}")
         row.update(width_mean_px=res.mean, width_std_px=res.std, width_scale_max_px=vmax)
         if options.pixel_size_um is not None:
             row.update(
@@ -164,7 +174,7 @@ def write_maps(
                 width_std_um=res.std * options.pixel_size_um,
             )
         if options.is_av:
-            per_class = av_widths(width_classes.astype(np.uint8), options.pixel_size_um)
+            per_class = av_widths(classes, options.pixel_size_um)
             unit = "um" if options.pixel_size_um is not None else "px"
             for cls_name, r in per_class.items():
                 row[f"{cls_name}_width_mean_{unit}"] = r.mean
