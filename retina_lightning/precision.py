@@ -16,13 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import platform
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_native_bf16", "default_precision", "describe_precision", "float32_inference"]
+__all__ = [
+    "PRECISION_ENV",
+    "cpu_native_bf16",
+    "default_precision",
+    "describe_precision",
+    "float32_inference",
+]
+
+#: forces the default precision of every run that sets none (``RETINA_PRECISION=32-true make
+#: test`` runs the suite as a CPU without native bf16 does; issue 25 item 6)
+PRECISION_ENV = "RETINA_PRECISION"
+FORCEABLE = ("32-true", "bf16-mixed", "16-mixed")
 
 #: ``/proc/cpuinfo`` flags of CPUs that multiply bfloat16 in hardware.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -61,7 +73,15 @@ def _uses_cuda(accelerator: str | None) -> bool:
 
 def default_precision(accelerator: str | None = "auto") -> str:
     """Lightning ``precision`` for a run on ``accelerator`` when the config sets none:
-    ``"bf16-mixed"`` on hardware with native bfloat16, else ``"32-true"``."""
+    ``"bf16-mixed"`` on hardware with native bfloat16, else ``"32-true"``; ``$RETINA_PRECISION``
+    (one of :data:`FORCEABLE`) overrides both."""
+    forced = os.environ.get(PRECISION_ENV, "")
+    if forced:
+        if forced not in FORCEABLE:
+            raise ValueError(
+                f"{PRECISION_ENV}={forced!r}: expected one of {', '.join(FORCEABLE)} (or unset)"
+            )
+        return forced
     if _uses_cuda(accelerator):
         return (
             "bf16-mixed"
@@ -76,7 +96,9 @@ def default_precision(accelerator: str | None = "auto") -> str:
 def describe_precision(precision: str, accelerator: str | None = "auto") -> str:
     """One line for the start of a run: what was chosen and why, and how to override it."""
     where = "GPU" if _uses_cuda(accelerator) else "CPU"
-    if precision == "bf16-mixed":
+    if os.environ.get(PRECISION_ENV):
+        why = f"${PRECISION_ENV}"
+    elif precision == "bf16-mixed":
         why = f"the {where} multiplies bfloat16 natively"
     else:
         why = f"the {where} has no native bfloat16"

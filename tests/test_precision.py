@@ -56,3 +56,18 @@ def test_cli_applies_the_default_and_respects_an_explicit_choice(tmp_path, monke
     assert "[retina] precision bf16-mixed" in capsys.readouterr().err
     cli = main([*args, "--trainer.accelerator=cpu", "--trainer.precision=32-true"])
     assert cli.trainer.precision == "32-true"
+
+
+def test_retina_precision_forces_the_default(monkeypatch):
+    """``RETINA_PRECISION=32-true make test`` runs the suite as a CPU without native bf16
+    does (issue 25 item 6); a typo is named."""
+    monkeypatch.setattr(precision, "cpu_native_bf16", lambda: True)
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+    assert default_precision("cpu") == "bf16-mixed"
+    monkeypatch.setenv(precision.PRECISION_ENV, "32-true")
+    assert default_precision("cpu") == "32-true"
+    assert "$RETINA_PRECISION" in describe_precision("32-true", "cpu")
+    monkeypatch.setenv(precision.PRECISION_ENV, "fp32")
+    with pytest.raises(ValueError, match="RETINA_PRECISION='fp32'"):
+        default_precision("cpu")
