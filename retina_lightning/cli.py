@@ -297,8 +297,10 @@ def main(args: list[str] | None = None) -> Any:
             if args is None:
                 sys.exit(code)
             return code
-        expanded = expand_model_option(argv)
-        cli = run(argv if args is None and expanded == argv else expanded)
+        expanded = expand_model_option(argv)  # test|validate --model NAME: a shipped model
+        if args is None:
+            sys.argv[1:] = expanded  # LightningCLI reads sys.argv when given no args
+        cli = run(None if args is None else expanded)
     except EXPECTED_ERRORS as err:
         if args is not None or debugging():
             raise

@@ -57,7 +57,12 @@ def _cross_main(argv: list[str]) -> int:
         description="Test every checkpoint on every dataset config: train x test matrices of "
         "AUROC and F1 (each checkpoint keeps its own preprocessing and threshold).",
     )
-    parser.add_argument("--checkpoints", nargs="+", required=True, help="checkpoint files")
+    parser.add_argument(
+        "--checkpoints",
+        nargs="+",
+        required=True,
+        help="checkpoint files, or names of shipped models (`retina models`)",
+    )
     parser.add_argument("--configs", nargs="+", required=True, help="experiment configs (data)")
     parser.add_argument("--names", nargs="+", help="row names (default: the run's experiment)")
     parser.add_argument("--f1", default="f1@opt", choices=["f1@opt", "f1@0.5"])
@@ -73,8 +78,15 @@ def _cross_main(argv: list[str]) -> int:
         "each checkpoint's training setting), 'native', or a number (540 = DRIVE's scale)",
     )
     ns = parser.parse_args(argv)
-    ckpts = [Path(p) for p in ns.checkpoints]
-    names = ns.names or [_checkpoint_label(p) for p in ckpts]
+    from retina_lightning.zoo import available
+
+    shipped = available()
+    ckpts = [
+        shipped[p].checkpoint if p in shipped and not Path(p).exists() else Path(p)
+        for p in ns.checkpoints
+    ]
+    labels = {m.checkpoint: name for name, m in shipped.items()}
+    names = ns.names or [labels.get(p) or _checkpoint_label(p) for p in ckpts]
     if len(names) != len(ckpts) or len(set(names)) != len(names):
         parser.error(f"--names must give {len(ckpts)} distinct names, got {names}")
     cols = [experiment_name([c]) for c in ns.configs]
