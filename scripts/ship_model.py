@@ -46,7 +46,8 @@ CHASE_TERMS = (
 RECIPE = (
     "laptop recipe (configs/drive/laptop.yaml): 3-level U-Net, 16/32/64 filters, BatchNorm, "
     "117,073 weights; green channel after CLAHE, normalised inside the FOV; BCE - soft Dice; "
-    "Adam 2e-3; 64 px patches, batch 32, flips and rot90; 10,000 steps, the checkpoint of best validation AUROC"
+    "Adam 2e-3; 64 px patches, batch 32, flips and rot90; 10,000 steps, the checkpoint of best "
+    "validation AUROC"
 )
 #: what each shipped model is: folder, summary, training data, the command that trained it
 MODELS: dict[str, dict[str, Any]] = {
