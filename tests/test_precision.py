@@ -9,6 +9,14 @@ import pytest
 from retina_lightning import precision
 from retina_lightning.precision import cpu_native_bf16, default_precision, describe_precision
 
+
+@pytest.fixture(autouse=True)
+def _no_forced_precision(monkeypatch):
+    """These tests check the hardware-based choice, also when the suite runs under
+    ``RETINA_PRECISION=32-true``."""
+    monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
+
+
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 ZEN2 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n"
 SAPPHIRE = "processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n"
