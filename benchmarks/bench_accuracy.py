@@ -583,7 +583,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
         "papers train for hours on GPUs: with a small budget every method falls short of its "
         "paper, and the gap says nothing about the method.",
         "Se / Sp / Acc / F1 at the threshold chosen on the validation images (the task's "
-        "threshold_criterion, default Youden's optimum of the ROC), Acc@0.5 / F1@0.5 at 0.5, "
+        "threshold_criterion: the F1-maximising threshold since issue 22, Youden's ROC optimum "
+        "in tables made before), Acc@0.5 / F1@0.5 at 0.5, "
         "pooled over test pixels inside the FOV; AUC threshold-free; Conn: IterNet's "
         "connectivity, mean over images; 'AUC - paper' / 'F1 - paper' against the method's "
         "first paper row, F1 at the paper's operating point (F1@0.5 where the paper thresholds "
