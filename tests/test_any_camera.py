@@ -292,3 +292,25 @@ def test_drive_chase_db1_fragment_composes(tmp_path):
     dm = parser.instantiate_classes(parser.parse_object({"data": cfg})).data
     assert dm.source_names == ["DRIVE", "CHASEDB1"] and dm.fov_diameter == 540
     assert dm.preprocess.channels == "green"  # the method's conditioning stays
+
+
+def test_leaderboard_cross_follows_the_checkpoint(native_ckpt):
+    """``leaderboard cross`` resamples another camera's images to the checkpoint's recorded
+    diameter by default: the same scores as naming that diameter, not those of native size."""
+    from retina_lightning.leaderboard.cross import cross_dataset_matrix
+
+    ckpt_path, _ = native_ckpt
+    recorded = torch.load(ckpt_path, weights_only=True)["RetinaDataModule"]["train_fov_diameter"]
+
+    def big() -> RetinaDataModule:  # twice the training images' scale
+        data = SyntheticFundus(num_train=2, num_test=1, height=128, width=128, seed=5)
+        return RetinaDataModule(dataset=data, split=OfficialSplit(val_fraction=0.5), patch_size=32)
+
+    auroc = {
+        str(mode): cross_dataset_matrix({"m": ckpt_path}, {"big": big()}, fov_diameter=mode)
+        .auroc[0, 0]
+        .item()
+        for mode in ("ckpt", recorded, "native")
+    }
+    assert auroc["ckpt"] == pytest.approx(auroc[str(recorded)], abs=1e-9)
+    assert auroc["ckpt"] != pytest.approx(auroc["native"], abs=1e-4)

@@ -148,3 +148,27 @@ def test_predict_and_test_run_a_shipped_model_with_no_other_flag(tmp_path, monke
     assert main(["predict", "--model", "nope", "--input", str(images), "--output", "o2"]) == 2
     assert "no shipped model 'nope'" in capsys.readouterr().err
     np.testing.assert_equal((tmp_path / "o2").exists(), False)
+
+
+@pytest.mark.parametrize(
+    "configs",
+    [
+        ["configs/data/drive.yaml", "configs/models/drive.yaml"],
+        ["configs/data/chase_db1_20_8.yaml", "configs/models/chase_db1.yaml"],
+        ["configs/data/drive_chase_db1.yaml", "configs/models/drive_chase_db1.yaml"],
+    ],
+)
+def test_the_training_commands_of_the_cards_compose(configs, capsys):
+    """Each shipped model's overlay, layered as its card's command does, gives the recipe."""
+    import yaml
+
+    args = ["fit", "--config", str(REPO / "configs/drive/laptop.yaml")]
+    for c in configs:
+        args += ["--config", str(REPO / c)]
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--print_config"])
+    assert stop.value.code in (0, None)
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["trainer"]["max_epochs"] * cfg["data"]["init_args"]["steps_per_epoch"] == 10_000
+    assert cfg["model"]["init_args"]["threshold_criterion"] == "f1"
+    assert cfg["seed_everything"] == 0
