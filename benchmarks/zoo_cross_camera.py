@@ -46,6 +46,14 @@ TEST_SETS = {
 }
 
 
+def cpu_name() -> str:
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def retina(*args: str) -> None:
     cmd = [sys.executable, "-m", "retina_lightning.cli", *args]
     print("$ retina " + " ".join(args), flush=True)
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     summary = {
         "command": "RETINA_DATA_ROOT=/data python benchmarks/zoo_cross_camera.py",
-        "machine": f"{platform.processor() or platform.machine()}, load {load[0]:.2f}",
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, load {load[0]:.2f}",
         "minutes": round((time.time() - start) / 60, 1),
         "rows": rows,
     }
