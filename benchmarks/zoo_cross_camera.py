@@ -117,9 +117,9 @@ def _scores(prob: np.ndarray, label: np.ndarray, threshold: float) -> dict[str, 
 def score_enlarged(
     model: str, root: Path, threshold: float, factor: int = 3, count: int = 10
 ) -> dict[str, Any]:
-    """A larger camera, simulated: DRIVE's first ``count`` test images enlarged ``factor`` times (bicubic;
-    masks and labels nearest), FOV ~540 x factor px, through ``retina predict --model`` with
-    default flags and with ``--fov_diameter native``, scored by scikit-learn."""
+    """A larger camera, simulated: DRIVE's first ``count`` test images enlarged ``factor``
+    times (bicubic; masks and labels nearest), FOV ~540 x factor px, through ``retina predict
+    --model`` with default flags and with ``--fov_diameter native``, scored by scikit-learn."""
     from PIL import Image
 
     samples = samples_of("DRIVE", root)[:count]
