@@ -21,7 +21,7 @@ QUICK ?=
 GPU_CHECK_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format pytest quickstart bench bench-accuracy bench-laptop bench-training \
+.PHONY: help install test lint format pytest quickstart bench bench-accuracy bench-laptop bench-training bench-zoo \
 	gpu-wheels gpu-check clean
 
 help: ## list the targets
@@ -66,6 +66,9 @@ bench-accuracy: $(STAMP) ## DRIVE leaderboard: every method, MINUTES (20) of tra
 bench-laptop: $(STAMP) ## the laptop recipe vs the plain script at 10 and 20 CPU-minutes (~65 min); set RETINA_DATA_ROOT
 	$(PY) benchmarks/bench_accuracy.py --minutes 10 --methods laptop --plain --tag laptop $(BENCH_ARGS)
 	$(PY) benchmarks/bench_accuracy.py --minutes 20 --methods laptop --plain --tag laptop $(BENCH_ARGS)
+
+bench-zoo: $(STAMP) ## the shipped models on DRIVE and CHASE_DB1 with default flags (~20 min); set RETINA_DATA_ROOT
+	$(PY) benchmarks/zoo_cross_camera.py $(BENCH_ARGS)
 
 bench-training: $(STAMP) ## training patches/s per model and precision (CPU; + cuda rows on a GPU), quick
 	$(PY) benchmarks/bench_training.py --quick $(BENCH_ARGS)
