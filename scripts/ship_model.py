@@ -67,6 +67,11 @@ MODELS: dict[str, dict[str, Any]] = {
             "--data.init_args.dataset.init_args.root=$RETINA_DATA_ROOT/DRIVE "
             "--experiment models/drive"
         ),
+        "test_usage": [
+            "retina test --model drive --data.init_args.dataset.init_args.root=/data/DRIVE",
+            "retina test --model drive --config configs/data/chase_db1_20_8.yaml "
+            "--data.init_args.dataset.init_args.root=/data/CHASE_DB1",
+        ],
     },
     "chase_db1": {
         "folder": "chase_db1",
@@ -84,6 +89,11 @@ MODELS: dict[str, dict[str, Any]] = {
             "--data.init_args.dataset.init_args.root=$RETINA_DATA_ROOT/CHASE_DB1 "
             "--experiment models/chase_db1"
         ),
+        "test_usage": [
+            "retina test --model chase_db1 --data.init_args.dataset.init_args.root=/data/CHASE_DB1",
+            "retina test --model chase_db1 --config configs/data/drive.yaml "
+            "--data.init_args.dataset.init_args.root=/data/DRIVE",
+        ],
     },
     "drive+chase_db1": {
         "folder": "drive_chase_db1",
@@ -106,6 +116,12 @@ MODELS: dict[str, dict[str, Any]] = {
             "--config configs/models/drive_chase_db1.yaml --experiment models/drive+chase_db1 "
             "# in a folder whose data/ holds DRIVE/ and CHASE_DB1/ (the fragment's roots)"
         ),
+        "test_usage": [
+            "retina test --model drive+chase_db1   # both test sets, in a folder whose data/ "
+            "holds DRIVE/ and CHASE_DB1/",
+            "retina test --model drive+chase_db1 --config configs/data/drive.yaml "
+            "--data.init_args.dataset.init_args.root=/data/DRIVE",
+        ],
     },
 }
 #: checkpoint entries a shipped model keeps (Lightning's restore needs the version)
@@ -190,7 +206,7 @@ def write_card(name: str, folder: Path, training: dict[str, Any] | None) -> None
         ),
         "usage": [
             f"retina predict --model {name} --input DIR --output DIR",
-            f"retina test --model {name} --data.init_args.dataset.init_args.root=/data/DRIVE",
+            *spec["test_usage"],
         ],
     }
     (folder / CARD).write_text(yaml.safe_dump(card, sort_keys=False, width=96))

@@ -170,7 +170,8 @@ def format_list(models: dict[str, ShippedModel]) -> str:
     lines += [
         "",
         "  retina predict --model NAME --input DIR --output DIR",
-        "  retina test --model NAME --data.init_args.dataset.init_args.root=/data/DRIVE",
+        "  retina test --model NAME [--config <data fragment>] "
+        "--data.init_args.dataset.init_args.root=DIR",
     ]
     return "\n".join(lines)
 
