@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     config = yaml.safe_load((args.run / "config.yaml").read_text())
     config = reset_roots(config)
     config["ckpt_path"] = None
+    config["runs_dir"] = "runs"  # the default, not the training machine's folder
     (folder / CONFIG).write_text(
         f"# the resolved training config of shipped model {args.name} (retina test --model "
         f"{args.name}); trained by:\n#   {MODELS[args.name]['command']}\n"
