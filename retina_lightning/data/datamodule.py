@@ -308,7 +308,7 @@ class RetinaDataModule(LightningDataModule):
         if not samples.val and samples.train:
             rank_zero_warn(
                 "the split holds out no validation images: validation (checkpoint choice and the "
-                "ROC-optimal threshold) uses the training images"
+                "operating-point threshold) uses the training images"
             )
             samples.val = list(samples.train)
         for s in (*samples.train, *samples.val, *samples.test):

@@ -7,7 +7,7 @@ The command is Lightning's predict loop: ``Trainer.predict`` of the checkpoint's
 :class:`~retina_lightning.predict.writer.MapWriter` (``BasePredictionWriter``) callback.
 
 The checkpoint rebuilds everything inference needs (:mod:`~retina_lightning.predict.checkpoint`):
-the model (LightningCLI stores its config in ``hyper_parameters``), the ROC-optimal threshold
+the model (LightningCLI stores its config in ``hyper_parameters``), the validation-chosen threshold
 chosen on the validation images (the task's ``threshold`` buffer, DPN 002 section 4.4: "the
 optimal operating point of the ROC curve"), the inference mode (whole image, DPN 002 section
 4.3; or overlapping tiles, IterNet 003 section 5) and the input conditioning (the datamodule's

@@ -273,7 +273,7 @@ def load_predictor(
     Args:
         ckpt_path: a ``.ckpt`` file.
         device: ``cpu``, ``cuda[:N]`` or ``auto`` (CUDA when available).
-        threshold: overrides the checkpoint's ROC-optimal (validation) threshold.
+        threshold: overrides the checkpoint's validation-chosen threshold (``threshold_criterion``).
         tile_size, stride: switch to sliding-window inference (IterNet 003 section 5);
             ``stride`` defaults to half the tile. Otherwise the checkpoint's inferer is kept.
         tta: average predictions over flips.
