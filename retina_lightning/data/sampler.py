@@ -60,6 +60,7 @@ class PatchSampler:
         self.images = torch.nn.functional.pad(images, pad)
         self.labels = torch.nn.functional.pad(labels, pad)
         self.fovs = torch.nn.functional.pad(fovs, pad)
+        self.vessels = (self.labels > 0) & self.fovs  # where vessel-centred patches may sit
         self.height, self.width = images.shape[-2:]
         self._offsets = torch.arange(window, device=images.device) - window // 2
         self.image_weights = None
@@ -71,18 +72,43 @@ class PatchSampler:
                     f"with a positive sum, got {tuple(w.shape)}"
                 )
             self.image_weights = w / w.sum()
+            # per image, the bounding box of each mask a centre is drawn in (once, not per step)
+            self._boxes = {"fov": self._bounding_boxes(self.fovs)}
+            self._boxes["vessel"] = self._bounding_boxes(self.vessels)
 
     @property
     def device(self) -> torch.device:
         return self.images.device
 
-    def _draw(self, n: int, mask: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    def _draw(self, n: int, where: str, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """``n`` centres on the True pixels of ``where``: ``"fov"`` or ``"vessel"``."""
+        mask = self.fovs if where == "fov" else self.vessels
         if self.image_weights is not None:
-            return self._draw_weighted(n, mask, gen)
+            return self._draw_weighted(n, mask, self._boxes[where], gen)
         return self._draw_uniform(n, mask, gen)
 
+    def _bounding_boxes(self, mask: Tensor) -> Tensor:
+        """``(N, 4)`` rows ``y0, y1, x0, x1`` (inclusive, unpadded coordinates) of each
+        image's True pixels in the padded ``mask``; ``y1 < y0`` where an image has none."""
+        rows, cols = mask.any(2), mask.any(1)
+        big = max(rows.shape[1], cols.shape[1])
+        r = torch.arange(rows.shape[1], device=mask.device)
+        c = torch.arange(cols.shape[1], device=mask.device)
+        return (
+            torch.stack(
+                [
+                    torch.where(rows, r, big).amin(1),
+                    torch.where(rows, r, -big).amax(1),
+                    torch.where(cols, c, big).amin(1),
+                    torch.where(cols, c, -big).amax(1),
+                ],
+                1,
+            )
+            - self.margin
+        )
+
     def _draw_weighted(
-        self, n: int, mask: Tensor, gen: torch.Generator
+        self, n: int, mask: Tensor, boxes: Tensor, gen: torch.Generator
     ) -> tuple[Tensor, Tensor, Tensor]:
         """``n`` images drawn by ``image_weights``, then a centre uniform over the True pixels
         of each drawn image's ``mask`` (rejection sampling inside that image's bounding box of
@@ -91,14 +117,7 @@ class PatchSampler:
         assert self.image_weights is not None
         idx = torch.multinomial(self.image_weights, n, replacement=True, generator=gen)
         idx = idx.to(self.device)
-        rows, cols = mask.any(2), mask.any(1)  # padded coordinates
-        big = max(rows.shape[1], cols.shape[1])
-        r = torch.arange(rows.shape[1], device=self.device)
-        c = torch.arange(cols.shape[1], device=self.device)
-        y0 = torch.where(rows, r, big).amin(1) - self.margin
-        y1 = torch.where(rows, r, -big).amax(1) - self.margin
-        x0 = torch.where(cols, c, big).amin(1) - self.margin
-        x1 = torch.where(cols, c, -big).amax(1) - self.margin
+        y0, y1, x0, x1 = boxes.unbind(1)
         if bool((y1[idx] < y0[idx]).any()):
             raise RuntimeError(
                 "could not draw patch centres: an image's FOV (or vessel) mask is empty"
@@ -147,9 +166,9 @@ class PatchSampler:
         n_vessel = round(n * self.vessel_fraction)
         parts = []
         if n_vessel:
-            parts.append(self._draw(n_vessel, (self.labels > 0) & self.fovs, gen))
+            parts.append(self._draw(n_vessel, "vessel", gen))
         if n - n_vessel:
-            parts.append(self._draw(n - n_vessel, self.fovs, gen))
+            parts.append(self._draw(n - n_vessel, "fov", gen))
         idx, y, x = (torch.cat(p) for p in zip(*parts))
         return idx, y, x
 
