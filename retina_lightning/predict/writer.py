@@ -53,10 +53,20 @@ def width_segmentation(
     uint8 class map and bool vessel mask, zero outside ``fov``. A pixel is vessel when its
     vessel probability is ``>= threshold``; one output channel: class 1; several (0
     background, 1 vein, 2 artery): the likelier foreground class."""
+    fov = np.asarray(fov, dtype=bool)
+    return _segment(probs, _vessel_probability(probs), fov, threshold)
+
+
+def _vessel_probability(probs: np.ndarray) -> np.ndarray:
     from retina_lightning.tasks.segmentation import vessel_probability
 
-    fov = np.asarray(fov, dtype=bool)
-    prob = vessel_probability(torch.from_numpy(np.ascontiguousarray(probs))[None])[0].numpy()
+    return vessel_probability(torch.from_numpy(np.ascontiguousarray(probs))[None])[0].numpy()
+
+
+def _segment(
+    probs: np.ndarray, prob: np.ndarray, fov: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`width_segmentation` given the vessel probability ``prob`` of ``probs``."""
     vessel = (prob >= threshold) & fov
     if probs.shape[0] == 1:
         return vessel.astype(np.uint8), vessel
@@ -135,11 +145,9 @@ def write_maps(
         output: the folder.
         options: which maps, at which threshold.
     """
-    from retina_lightning.tasks.segmentation import vessel_probability
-
     h, w = fov.shape
-    prob = vessel_probability(torch.from_numpy(probs)[None])[0].numpy() * fov
-    classes, mask = width_segmentation(probs, fov, options.threshold)
+    prob = _vessel_probability(probs) * fov
+    classes, mask = _segment(probs, prob, fov, options.threshold)
     _save((prob * 255).round().astype(np.uint8), output / f"{name}_prob.png")
     _save(mask.astype(np.uint8) * 255, output / f"{name}_mask.png")
     _save(overlay(image, mask), output / f"{name}_overlay.png")
