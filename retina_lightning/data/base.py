@@ -119,8 +119,7 @@ class DatasetSplit:
 
     Args:
         dataset: the dataset reader.
-        split: its protocol (default: the publisher's split, 20 % of the training images held
-            out for validation).
+        split: its protocol (default: :func:`default_split`).
         name: what reports call it (default: the reader's name, e.g. ``CHASEDB1``); needed
             when one reader appears twice.
     """
@@ -134,8 +133,13 @@ class DatasetSplit:
         return self.name or self.dataset.name
 
     def samples(self) -> SplitSamples:
-        split = self.split if self.split is not None else OfficialSplit(val_fraction=0.2)
-        return split(self.dataset)
+        return (self.split or default_split())(self.dataset)
+
+
+def default_split() -> Split:
+    """The protocol when a config names none: the publisher's split, 20 % of the training
+    images held out for validation (checkpoint and threshold)."""
+    return OfficialSplit(val_fraction=0.2)
 
 
 def hold_out(samples: list[Sample], fraction: float, seed: int = 0) -> tuple[list, list]:

@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from retina_lightning.data.base import (
     DatasetError,
     DatasetSplit,
-    OfficialSplit,
     RetinaDataset,
     Split,
     SplitSamples,
+    default_split,
     require_fraction,
     require_int,
 )
@@ -225,7 +225,7 @@ class RetinaDataModule(LightningDataModule):
 
             dataset = SyntheticFundus()
         self.dataset = dataset
-        self.split = split if split is not None else OfficialSplit(val_fraction=0.2)
+        self.split = split if split is not None else default_split()
         self.target = target
         self.preprocess = preprocess if preprocess is not None else Preprocess()
         self.augment = augment if augment is not None else Augment()
@@ -253,8 +253,7 @@ class RetinaDataModule(LightningDataModule):
         #: median FOV diameter (px) of the model's training images: measured at ``fit`` setup,
         #: saved in checkpoints (:meth:`state_dict`) and restored with them; ``None`` unknown
         self.model_fov_diameter: int | None = None
-        self._told_scale = False
-        self._told_resampled = False
+        self._told: set[bool] = set()  # resampled or not: each line is printed once
         self.eval_batch_size = require_int(
             eval_batch_size, key + "eval_batch_size", 1, "whole images per evaluation batch"
         )
@@ -356,7 +355,7 @@ class RetinaDataModule(LightningDataModule):
         other.preprocess = preprocess
         other.fov_diameter = fov_diameter
         other.model_fov_diameter = model_fov_diameter
-        other._told_scale = other._told_resampled = False
+        other._told = set()
         other._augmentation = build_augmentation(self.augment, preprocess.out_channels)
         other._sampler = None
         other._train_stats = None
@@ -480,7 +479,7 @@ class RetinaDataModule(LightningDataModule):
         return self.model_fov_diameter, FOV_TOLERANCE
 
     def describe_scale(self, scale: float) -> str:
-        """The line evaluation prints (once, and once more at the first resampled image): at
+        """The line evaluation prints (once for native-size batches, once for resampled ones): at
         which scale images run, and why."""
         target, tolerance = self.working_scale()
         if self.fov_diameter == "native":
@@ -566,10 +565,9 @@ class RetinaDataModule(LightningDataModule):
         batch["raw"] = batch["image"]
         target, tolerance = self.working_scale()
         scale = batch_scale(batch["fov"].bool(), target, tolerance)
-        if not self._told_scale or (scale != 1.0 and not self._told_resampled):
+        if (scale != 1.0) not in self._told:
             rank_zero_info(self.describe_scale(scale))
-            self._told_scale = True
-            self._told_resampled = scale != 1.0
+            self._told.add(scale != 1.0)
         batch["scale"] = torch.full((batch["image"].shape[0],), scale, dtype=torch.float64)
         batch["image"] = condition_whole(
             batch["image"], batch["fov"], self.preprocess, stats, target, tolerance
