@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.common import cpu_model  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results"
 OUT = RESULTS / "zoo"
 #: test sets: (data fragment, dataset folder under RETINA_DATA_ROOT)
@@ -44,14 +45,6 @@ TEST_SETS = {
     "DRIVE test (20)": ("configs/data/drive.yaml", "DRIVE"),
     "CHASE_DB1 last 8": ("configs/data/chase_db1_20_8.yaml", "CHASE_DB1"),
 }
-
-
-def cpu_name() -> str:
-    info = Path("/proc/cpuinfo")
-    for line in info.read_text().splitlines() if info.is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def retina(*args: str) -> None:
@@ -198,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()
     summary = {
         "command": "RETINA_DATA_ROOT=/data python benchmarks/zoo_cross_camera.py",
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, load {load[0]:.2f}",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, load {load[0]:.2f}",
         "minutes": round((time.time() - start) / 60, 1),
         "rows": rows,
         "enlarged": enlarged,

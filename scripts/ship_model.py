@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import cpu_model  # noqa: E402
+from retina_lightning.precision import default_precision  # noqa: E402
 from retina_lightning.runs import best_checkpoint  # noqa: E402
 from retina_lightning.zoo import CARD, CHECKPOINT, CONFIG, ZOO_DIR  # noqa: E402
 
@@ -162,13 +163,6 @@ def trim(ckpt: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def results(name: str) -> dict[str, Any]:
     """The model's measured numbers (``benchmarks/zoo_cross_camera.py``), per test set."""
     path = RESULTS / "summary.json"
@@ -197,7 +191,7 @@ def write_card(name: str, folder: Path, training: dict[str, Any] | None) -> None
         "checkpoint": f"best validation AUROC (epoch {int(ckpt.get('epoch', 0))})",
         "trained_on": (training or old.get("trained_on")),
         "fov_diameter": int(state["train_fov_diameter"]),
-        "threshold": round(float(hp.get("threshold") or ckpt["state_dict"]["threshold"]), 4),
+        "threshold": round(float(ckpt["state_dict"]["threshold"]), 4),
         "threshold_criterion": hp.get("threshold_criterion", "f1")
         + " (F1-maximising threshold on the held-out validation images)",
         "results": results(name) or old.get("results", {}),
@@ -241,11 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.name}); trained by:\n#   {MODELS[args.name]['command']}\n"
         + yaml.safe_dump(config, sort_keys=False)
     )
-    precision = "bf16-mixed" if "avx512_bf16" in Path("/proc/cpuinfo").read_text() else "32-true"
     training = {
         "checkpoint": str(Path(ckpt_path).name),
-        "cpu": cpu_name(),
-        "precision": precision,
+        "cpu": cpu_model(),
+        # what `retina fit` picked here (the shipped configs set no precision)
+        "precision": default_precision("cpu"),
         "torch": str(torch.__version__),
     }
     write_card(args.name, folder, training)
