@@ -11,6 +11,7 @@ them through whole-image or sliding-window inference.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -437,10 +438,9 @@ class RetinaDataModule(LightningDataModule):
         experiment gets the same share of patches (``None``: one dataset, images uniform)."""
         if not self.source_names:
             return None
-        names = [s.meta["dataset"] for s in samples]
-        present = sorted(set(names))
+        count = Counter(s.meta["dataset"] for s in samples)
         return torch.tensor(
-            [1.0 / (len(present) * names.count(n)) for n in names], dtype=torch.float64
+            [1.0 / (len(count) * count[s.meta["dataset"]]) for s in samples], dtype=torch.float64
         )
 
     def train_mask(self, sample: Sample) -> np.ndarray:

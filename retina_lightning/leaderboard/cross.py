@@ -185,8 +185,9 @@ def cross_dataset_matrix(
                 )
             # the scale the checkpoint was trained at (its explicit fov_diameter, else its
             # recorded training FOV diameter beyond 5 %, issue 22), unless the caller fixes one
-            scale = source.fov_diameter if fov_diameter == "ckpt" and source else fov_diameter
-            recorded = source.model_fov_diameter if fov_diameter == "ckpt" and source else None
+            follow = fov_diameter == "ckpt" and source is not None
+            scale = source.fov_diameter if follow else fov_diameter  # type: ignore[union-attr]
+            recorded = source.model_fov_diameter if follow else None  # type: ignore[union-attr]
             for j, col in enumerate(test):
                 if col in broken:
                     continue
